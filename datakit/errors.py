@@ -1,0 +1,62 @@
+"""Error classes per failure family; each message names the file, row and field it is about."""
+
+from __future__ import annotations
+
+
+class DatakitError(Exception):
+    """Base of every error datakit raises on purpose; `exit_code` is what the CLI returns for it."""
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        row: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+        self.row = row
+        self.field = field
+
+    def __str__(self) -> str:
+        where = ""
+        if self.path is not None:
+            where = self.path + (f":{self.row}" if self.row is not None else "") + ": "
+        if self.field:
+            where += self.field + ": "
+        return where + self.message
+
+
+class InputError(DatakitError):
+    """Input that cannot be used at all: missing, unreadable, corrupt, unsupported or empty (exit 2).
+
+    `row` is the 1-based line (text formats) or row number where the problem was found, when known.
+    """
+
+    exit_code = 2
+
+
+class DataError(DatakitError):
+    """Readable input whose content breaks the record rules at a known row (exit 1).
+
+    Raised by readers when a row cannot even be loaded next to its neighbours, e.g. a JSON Lines
+    field that is a boolean in earlier rows and a string here.
+    """
+
+    exit_code = 1
+
+
+class SchemaError(DatakitError):
+    """A schema that is unknown, unreadable, or uses JSON Schema features datakit cannot check (exit 2)."""
+
+    exit_code = 2
+
+
+class UsageError(DatakitError):
+    """Bad command-line arguments or API parameters (exit 2)."""
+
+    exit_code = 2
