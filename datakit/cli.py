@@ -1,0 +1,134 @@
+"""The `datakit` command line: parses arguments and calls the library; user mistakes exit 2 without a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from datakit import __version__
+from datakit.errors import DatakitError, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad arguments as a UsageError (exit 2) instead of exiting on its own."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="datakit", description="Build, check and publish alignment datasets for LLMs.")
+    parser.add_argument("--version", action="version", version=f"datakit {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    validate = commands.add_parser(
+        "validate",
+        help="check data files against a record schema",
+        description="Check Parquet, JSON Lines (.gz/.zst), JSON, Arrow files, datasets folders or Hub datasets "
+        "against a record schema. Exit 0: valid; 1: invalid data; 2: unusable input or arguments.",
+    )
+    validate.add_argument("paths", nargs="+", metavar="PATH", help="files, directories, or hf://datasets/org/name[@rev]")
+    validate.add_argument("--schema", metavar="NAME|FILE",
+                          help="record kind (see 'datakit schemas') or a .schema.json file; detected per file when left out")
+    validate.add_argument("--style", metavar="STYLE", help="force a style of the schema, e.g. conversational or standard")
+    validate.add_argument("--max-errors", type=_non_negative, default=20, metavar="N",
+                          help="show at most N errors in all (default 20); the totals always count every error")
+    validate.add_argument("--format", choices=("text", "json", "github"), default="text",
+                          help="text (default), json, or github (workflow annotations for GitHub Actions)")
+    validate.add_argument("--batch-size", type=_positive, default=65_536, metavar="ROWS", help=argparse.SUPPRESS)
+
+    schemas = commands.add_parser("schemas", help="list the record schemas, or print one",
+                                  description="List the record kinds datakit knows, or print one's JSON Schema.")
+    schemas.add_argument("name", nargs="?", help="schema to print")
+    schemas.add_argument("--arrow", action="store_true", help="print the Arrow schema derived for each style instead")
+    return parser
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from datakit.records import get_schema, validate
+    from datakit.records.reporting import RENDERERS
+
+    schema = get_schema(args.schema) if args.schema else None
+    if args.style and schema is None:
+        raise UsageError("--style needs --schema")
+    if args.style and schema is not None:
+        schema.style(args.style)
+    result = validate(args.paths, schema=schema, style=args.style, max_errors=args.max_errors,
+                      batch_size=args.batch_size)
+    print(RENDERERS[args.format](result))
+    return result.exit_code
+
+
+def _cmd_schemas(args: argparse.Namespace) -> int:
+    from datakit.records import get_schema, list_schemas
+    from datakit.records.arrow_types import derive_fields
+
+    if args.name is None:
+        rows = [("NAME", "STYLES", "REQUIRED COLUMNS", "TRL TRAINERS")]
+        for s in list_schemas():
+            required = " | ".join(dict.fromkeys(", ".join(st.required) for st in s.styles))
+            styles = ", ".join(st.name for st in s.styles if st.name != "default") or "-"
+            rows.append((s.name, styles, required, ", ".join(s.trainers) or "-"))
+        widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        for r in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3])
+        print("\n'datakit schemas NAME' prints one; --arrow prints its Arrow schema.")
+        return 0
+    schema = get_schema(args.name)
+    if not args.arrow:
+        print(json.dumps(schema.document, indent=2, ensure_ascii=False))
+        return 0
+    for style in schema.styles:
+        if len(schema.styles) > 1:
+            print(f"# {schema.name} ({style.name})")
+        for f in derive_fields(style.node, schema.resolve):
+            print(f"{f.name}: {f.type}{'' if f.nullable else ' not null'}")
+        print()
+    return 0
+
+
+COMMANDS = {"validate": _cmd_validate, "schemas": _cmd_schemas}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        return COMMANDS[args.command](args)
+    except DatakitError as e:
+        print(f"datakit: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("datakit: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # Output piped into `head` and similar: stop quietly.
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
