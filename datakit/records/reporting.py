@@ -7,37 +7,32 @@ import json
 from datakit.records.validate import FileReport, Issue, Validation
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def _file_summary(report: FileReport) -> str:
     if report.status == "unusable":
-        return f"{report.path}: unusable: {_failure_text(report)}"
+        return f"{report.path}: unusable"
     kind = report.schema or "no schema"
     if report.detected:
         kind += ", detected"
-    head = f"{report.path}: {report.rows:,} rows, {kind}"
+    head = f"{report.path}: {_count(report.rows, 'row')}, {kind}"
     if report.status == "valid":
         return f"{head}: valid"
-    rows = f" in {report.rows_with_errors:,} rows" if report.rows_with_errors else ""
-    plural = "s" if report.error_count != 1 else ""
-    return f"{head}: invalid, {report.error_count:,} error{plural}{rows}"
-
-
-def _failure_text(report: FileReport) -> str:
+    rows = f" in {_count(report.rows_with_errors, 'row')}" if report.rows_with_errors else ""
     failure = report.failure
-    if failure is None:
-        return ""
-    text = str(failure)
-    prefix = f"{report.path}: "
-    return text[len(prefix):] if text.startswith(prefix) else text
+    stopped = f"; stopped at row {failure.row}" if failure is not None and failure.row is not None else ""
+    return f"{head}: invalid, {_count(report.error_count, 'error')}{rows}{stopped}"
 
 
 def _totals(result: Validation) -> str:
-    files = len(result.files)
     parts = [f"{result.count('valid')} valid", f"{result.count('invalid')} invalid"]
     if result.count("unusable"):
         parts.append(f"{result.count('unusable')} unusable")
-    line = f"{files} file{'s' if files != 1 else ''}, {result.rows:,} rows: " + ", ".join(parts)
+    line = f"{_count(len(result.files), 'file')}, {_count(result.rows, 'row')}: " + ", ".join(parts)
     if result.error_count:
-        line += f"; {result.error_count:,} error{'s' if result.error_count != 1 else ''}"
+        line += f"; {_count(result.error_count, 'error')}"
         if result.shown < result.error_count:
             line += f" (first {result.shown} shown; raise --max-errors to see more)"
     if result.no_rows:
@@ -49,7 +44,9 @@ def render_text(result: Validation) -> str:
     """One line per error (`path:row: field: message`), a summary line per file, then the totals."""
     lines = []
     for report in result.files:
-        if report.status != "unusable":
+        if report.status == "unusable":
+            lines.append(str(report.failure))
+        else:
             lines.extend(str(issue) for issue in report.issues)
         lines.append(_file_summary(report))
         lines.extend(f"{report.path}: note: {note}" for note in report.notes)
@@ -89,9 +86,10 @@ def render_github(result: Validation) -> str:
     """`::error file=...,line=...::...` workflow commands, so a GitHub Actions job marks each bad row; then the summaries."""
     lines = []
     for report in result.files:
-        if report.status == "unusable":
-            line = report.failure.row if report.failure is not None else None
-            lines.append(_annotation(report.path, line, _failure_text(report)))
+        if report.status == "unusable" and report.failure is not None:
+            failure = report.failure
+            text = (f"{failure.field}: " if failure.field else "") + failure.message
+            lines.append(_annotation(report.path, failure.row, text))
         else:
             lines.extend(_issue_annotation(issue) for issue in report.issues)
     for report in result.files:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
+from collections import deque
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -126,65 +129,114 @@ def _resolve(schema: RecordSchema | str | os.PathLike[str] | None) -> RecordSche
     return get_schema(schema)
 
 
+def _threads() -> int:
+    """Worker threads for checking batches: Arrow and numpy release the GIL, so batches check in parallel."""
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+@functools.cache
+def _pool(workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="datakit-validate")
+
+
+class _Merger:
+    """Folds batch results into a FileReport in row order, keeping the first `budget` issues."""
+
+    def __init__(self, report: FileReport, budget: int) -> None:
+        self.report = report
+        self.budget = budget
+        self.seen_problems: set[tuple[str, str]] = set()
+
+    def add(self, item: object, result: BatchResult) -> None:
+        report = self.report
+        batch = getattr(item, "batch", item)
+        first_row = getattr(item, "first_row", report.rows)
+        for problem in result.problems:
+            if problem not in self.seen_problems:
+                self.seen_problems.add(problem)
+                report.error_count += 1
+                if self.budget > 0:
+                    report.issues.append(Issue(report.path, None, None, problem[0], problem[1]))
+                    self.budget -= 1
+        is_line = getattr(item, "lines", None) is not None
+        for row, field_path, message in result.issues[: self.budget]:
+            number = item.row_number(row) if hasattr(item, "row_number") else first_row + row + 1
+            report.issues.append(Issue(report.path, number, first_row + row, field_path, message, is_line))
+        self.budget -= min(self.budget, len(result.issues))
+        report.error_count += result.count
+        report.rows_with_errors += result.rows_with_errors
+        report.rows += batch.num_rows
+
+    def fail(self, error: DatakitError) -> None:
+        report = self.report
+        report.failure = error
+        if isinstance(error, DataError):
+            report.error_count += 1
+            report.rows_with_errors += 1 if error.row is not None else 0
+            if self.budget > 0:
+                report.issues.append(Issue(report.path, error.row, None, error.field or "", error.message,
+                                           error.row is not None))
+
+
+def _choose(report: FileReport, kind: RecordSchema | None, style: str | None, arrow_schema: pa.Schema) -> Validator:
+    """The validator for a file: the given schema (best style for its columns) or the detected one."""
+    if kind is not None:
+        validator = Validator(kind, kind.style(style) if style else pick_style(kind, arrow_schema))
+    else:
+        detected = detect_style(arrow_schema)
+        validator = Validator(detected.schema, detected.style)
+        report.detected = True
+        ignored = unexplained_columns(detected, arrow_schema)
+        if ignored:
+            report.notes.append(f"column(s) {', '.join(ignored)} are not part of {detected.label} and were not "
+                                "checked; pass --schema to check the file as another kind")
+    report.schema = validator.label
+    return validator
+
+
 def validate_batches(
     batches: Iterable[object],
     path: str,
     schema: RecordSchema | str | None = None,
     style: str | None = None,
     max_errors: int = DEFAULT_MAX_ERRORS,
+    threads: int | None = None,
 ) -> FileReport:
     """Validate a stream of batches from one file (`datakit.io.SourceBatch` or plain `pa.RecordBatch`).
 
-    With no `schema`, the record kind is detected from the first batch's columns. Reader errors
-    end the report: a DataError counts as one invalid row, anything else makes the file unusable.
+    With no `schema`, the record kind is detected from the first batch's columns. Batches are checked on
+    `threads` worker threads (default: one per core) while the next ones are read. Reader errors end the
+    report: a DataError counts as one invalid row, anything else makes the file unusable.
     """
     report = FileReport(path)
+    merger = _Merger(report, max_errors)
     kind = _resolve(schema)
+    workers = threads or _threads()
+    pending: deque[tuple[object, Future[BatchResult]]] = deque()
     validator: Validator | None = None
-    seen_problems: set[tuple[str, str]] = set()
-    budget = max_errors
     try:
         for item in batches:
             batch = getattr(item, "batch", item)
-            first_row = getattr(item, "first_row", report.rows)
             if validator is None:
-                if kind is None:
-                    detected = detect_style(batch.schema)
-                    found, found_style = detected.schema, detected.style
-                    report.detected = True
-                    ignored = unexplained_columns(detected, batch.schema)
-                    if ignored:
-                        report.notes.append(f"column(s) {', '.join(ignored)} are not part of {detected.label} and were "
-                                            "not checked; pass --schema to check the file as another kind")
-                else:
-                    found = kind
-                    found_style = kind.style(style) if style else pick_style(kind, batch.schema)
-                validator = Validator(found, found_style)
-                report.schema = validator.label
-            result = validator.check_batch(batch, budget)
-            for problem in result.problems:
-                if problem not in seen_problems:
-                    seen_problems.add(problem)
-                    report.error_count += 1
-                    if budget > 0:
-                        report.issues.append(Issue(path, None, None, problem[0], problem[1]))
-                        budget -= 1
-            is_line = getattr(item, "lines", None) is not None
-            for row, field_path, message in result.issues[:budget]:
-                number = item.row_number(row) if hasattr(item, "row_number") else first_row + row + 1
-                report.issues.append(Issue(path, number, first_row + row, field_path, message, is_line))
-            budget -= min(budget, len(result.issues))
-            report.error_count += result.count
-            report.rows_with_errors += result.rows_with_errors
-            report.rows += batch.num_rows
-    except DataError as e:
-        report.failure = e
-        report.error_count += 1
-        report.rows_with_errors += 1 if e.row is not None else 0
-        if budget > 0:
-            report.issues.append(Issue(path, e.row, None, e.field or "", e.message, e.row is not None))
+                validator = _choose(report, kind, style, batch.schema)
+            if workers == 1:
+                merger.add(item, validator.check_batch(batch, merger.budget))
+                continue
+            pending.append((item, _pool(workers).submit(validator.check_batch, batch, merger.budget)))
+            while len(pending) > 2 * workers:
+                done_item, future = pending.popleft()
+                merger.add(done_item, future.result())
+        while pending:
+            done_item, future = pending.popleft()
+            merger.add(done_item, future.result())
     except DatakitError as e:
-        report.failure = e
+        while pending:
+            done_item, future = pending.popleft()
+            merger.add(done_item, future.result())
+        merger.fail(e)
+    finally:
+        for _, future in pending:
+            future.cancel()
     return report
 
 
