@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="show at most N errors in all (default 20); the totals always count every error")
     validate.add_argument("--format", choices=("text", "json", "github"), default="text",
                           help="text (default), json, or github (workflow annotations for GitHub Actions)")
+    validate.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                          help="show a progress bar on stderr (default: when stderr is a terminal)")
     validate.add_argument("--batch-size", type=_positive, default=65_536, metavar="ROWS", help=argparse.SUPPRESS)
 
     schemas = commands.add_parser("schemas", help="list the record schemas, or print one",
@@ -72,8 +74,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         raise UsageError("--style needs --schema")
     if args.style and schema is not None:
         schema.style(args.style)
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
     result = validate(args.paths, schema=schema, style=args.style, max_errors=args.max_errors,
-                      batch_size=args.batch_size)
+                      batch_size=args.batch_size, progress=progress)
     print(RENDERERS[args.format](result))
     return result.exit_code
 

@@ -199,3 +199,11 @@ def test_module_entry_point_runs(tmp_path):
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "1 row, sft (standard), detected: valid" in proc.stdout
+
+
+def test_progress_bar_goes_to_stderr(capsys, tmp_path):
+    path = write_jsonl(tmp_path / "t.jsonl", [{"text": "hello"}] * 5)
+    code, out, err = run(capsys, "validate", path, "--progress")
+    assert code == 0
+    assert "validating" in err and "rows" in err
+    assert "validating" not in out

@@ -6,6 +6,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from datakit.records.arrow_types import arrow_kind
+
 
 def json_kind(value: Any) -> str:
     """The JSON type name of a parsed value: object, array, string, number, boolean or null."""
@@ -93,16 +95,11 @@ def conflict_message(found: str, expected: str, first_row: int | None, row: int)
     return f"found {found} where {where} {expected}"
 
 
+# JSON kinds as this module names them: every number is a "number", and other scalar types (binary, the
+# timestamps Arrow infers from date-like strings) came from strings.
+_AS_JSON_KIND = {"integer": "number", "null": None, "binary": "string", "other": "string"}
+
+
 def _arrow_kind(arrow_type: pa.DataType) -> str | None:
-    if pa.types.is_struct(arrow_type):
-        return "object"
-    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type):
-        return "array"
-    if pa.types.is_boolean(arrow_type):
-        return "boolean"
-    if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type):
-        return "number"
-    if pa.types.is_null(arrow_type):
-        return None
-    # Strings, and the timestamps Arrow infers from date-like strings.
-    return "string"
+    kind = arrow_kind(arrow_type)
+    return _AS_JSON_KIND.get(kind, kind)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import functools
 import os
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 
@@ -308,11 +309,15 @@ def validate(
     style: str | None = None,
     max_errors: int = DEFAULT_MAX_ERRORS,
     batch_size: int = 65_536,
+    progress: bool = False,
 ) -> Validation:
     """Validate every data file under `refs` (files, directories or Hub datasets) in bounded memory.
 
-    Example: `datakit.records.validate("data/", schema="preference").exit_code`.
+    `progress` shows a bar on stderr counting rows. Example:
+    `datakit.records.validate("data/", schema="preference").exit_code`.
     """
+    from tqdm import tqdm
+
     from datakit import io
 
     kind = _resolve(schema)
@@ -320,15 +325,24 @@ def validate(
         refs = [refs]
     result = Validation(max_errors=max_errors)
     budget = max_errors
-    for ref in refs:
-        try:
-            listing = io.list_data_files(ref)
-        except InputError as e:
-            result.files.append(FileReport(e.path or str(ref), failure=e))
-            continue
-        result.skipped.extend(listing.skipped)
-        for data_file in listing.files:
-            report = validate_batches(io.scan(data_file, batch_size=batch_size), data_file.path, kind, style, budget)
-            budget -= len(report.issues)
-            result.files.append(report)
+    with tqdm(desc="validating", unit=" rows", unit_scale=True, disable=not progress, leave=False) as bar:
+        for ref in refs:
+            try:
+                listing = io.list_data_files(ref)
+            except InputError as e:
+                result.files.append(FileReport(e.path or str(ref), failure=e))
+                continue
+            result.skipped.extend(listing.skipped)
+            for data_file in listing.files:
+                batches = _counted(io.scan(data_file, batch_size=batch_size), bar)
+                report = validate_batches(batches, data_file.path, kind, style, budget)
+                budget -= len(report.issues)
+                result.files.append(report)
     return result
+
+
+def _counted(items: Iterable[Any], bar: Any) -> Iterator[Any]:
+    """Pass batches through, advancing a progress bar by their rows."""
+    for item in items:
+        bar.update(getattr(item, "batch", item).num_rows)
+        yield item
