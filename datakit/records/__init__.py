@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from datakit.records.detect import detect_style
-from datakit.records.schemas import RecordSchema, Style, get_schema, list_schemas, load_schema
+from datakit.records.schemas import (
+    RecordSchema,
+    Style,
+    get_schema,
+    list_schemas,
+    load_schema,
+)
 from datakit.records.validate import (
     FileReport,
     Issue,

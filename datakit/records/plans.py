@@ -8,8 +8,9 @@ list indices of a field path) only for the few errors that get reported.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -17,9 +18,29 @@ import pyarrow.compute as pc
 
 from datakit.errors import SchemaError
 from datakit.records import rules
-from datakit.records.arrow_types import arrow_kind, describe, expected, json_types, matching_type
-from datakit.records.arrowops import enum_codes, is_null, list_lengths, non_blank, to_bool
-from datakit.records.collect import Collector, Level, Path, Predicate, bind_path, path_key, show
+from datakit.records.arrow_types import (
+    arrow_kind,
+    describe,
+    expected,
+    json_types,
+    matching_type,
+)
+from datakit.records.arrowops import (
+    enum_codes,
+    is_null,
+    list_lengths,
+    non_blank,
+    to_bool,
+)
+from datakit.records.collect import (
+    Collector,
+    Level,
+    Path,
+    Predicate,
+    bind_path,
+    path_key,
+    show,
+)
 
 NON_BLANK_PATTERNS = frozenset({r"\S", r"[^\s]"})
 
@@ -127,7 +148,7 @@ class StructPlan(Plan):
 # ---------------------------------------------------------------- scalar checks
 
 
-def _enum_check(values: list[Any], t: pa.DataType):
+def _enum_check(values: list[Any]):
     allowed = ", ".join(str(v) for v in values)
     usable = [v for v in values if v is not None]
 
@@ -230,7 +251,7 @@ class Binder:
         checks = []
         values = node.get("enum", [node["const"]] if "const" in node else None)
         if values is not None:
-            checks.append(_enum_check(values, t))
+            checks.append(_enum_check(values))
         if kind == "string":
             pattern = node.get("pattern")
             if pattern in NON_BLANK_PATTERNS:

@@ -8,7 +8,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from datakit.records.arrowops import elements_equal, enum_codes, is_null, list_lengths, to_bool
+from datakit.records.arrowops import (
+    elements_equal,
+    enum_codes,
+    is_null,
+    list_lengths,
+    to_bool,
+)
 from datakit.records.collect import path_key
 
 if TYPE_CHECKING:
