@@ -164,6 +164,8 @@ def _non_blank_check(arr: pa.Array, memo: dict, key: tuple[Any, ...]):
 
 
 def _pattern_check(pattern: str):
+    """`pattern` as an unanchored search, run by Arrow's RE2 engine (ECMA and RE2 agree on common patterns;
+    lookarounds and backreferences are not supported). `\\S`, the usual non-blank rule, has its own fast path."""
     try:
         re.compile(pattern)
     except re.error as e:
