@@ -10,6 +10,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from datakit.errors import DataError, DatakitError, InputError
@@ -160,8 +161,10 @@ class _Merger:
                     report.issues.append(Issue(report.path, None, None, problem[0], problem[1]))
                     self.budget -= 1
         is_line = getattr(item, "lines", None) is not None
-        for row, field_path, message in result.issues[: self.budget]:
-            number = item.row_number(row) if hasattr(item, "row_number") else first_row + row + 1
+        shown = result.issues[: self.budget]
+        rows = np.array([row for row, _, _ in shown], dtype=np.int64)
+        numbers = item.row_numbers(rows) if hasattr(item, "row_numbers") else rows + first_row + 1
+        for (row, field_path, message), number in zip(shown, numbers.tolist()):
             report.issues.append(Issue(report.path, number, first_row + row, field_path, message, is_line))
         self.budget -= min(self.budget, len(result.issues))
         report.error_count += result.count
