@@ -58,6 +58,29 @@ def build_parser() -> argparse.ArgumentParser:
                           help="show a progress bar on stderr (default: when stderr is a terminal)")
     validate.add_argument("--batch-size", type=_positive, default=65_536, metavar="ROWS", help=argparse.SUPPRESS)
 
+    run = commands.add_parser(
+        "run", help="run a pipeline recipe",
+        description="Run a YAML recipe. Finished steps are reused when their fingerprint is unchanged; a killed run "
+        "continues with --resume. Exit 0: finished; 1: a step broke or output was invalid; 2: bad recipe or input.")
+    run.add_argument("recipe", metavar="RECIPE", help="the recipe's YAML file")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a recipe value, e.g. seed=3 or steps.keep.with.where='score > 0.5' (repeatable)")
+    run.add_argument("--resume", action="store_true", help="continue an interrupted run in the same run directory")
+    run.add_argument("--overwrite", action="store_true", help="delete what the run directory holds and start over")
+    run.add_argument("--retry-failed", action="store_true",
+                     help="first run the rows that stored steps failed again, then bring the outputs up to date")
+    run.add_argument("--executor", choices=("local", "ray"), default="local",
+                     help="local (default: threads in this process) or ray (Ray Data on a cluster or a local instance)")
+    run.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: start a local instance)")
+    run.add_argument("--workers", type=_positive, metavar="N", help="threads for the local executor (default: cores)")
+    run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                     help="progress bars on stderr (default: when stderr is a terminal)")
+    run.add_argument("--json", action="store_true", help="print the run summary as JSON")
+
+    steps = commands.add_parser("steps", help="list the pipeline steps, or describe one",
+                                description="List the steps recipes can use, or show one step's parameters.")
+    steps.add_argument("name", nargs="?", help="step to describe")
+
     schemas = commands.add_parser("schemas", help="list the record schemas, or print one",
                                   description="List the record kinds datakit knows, or print one's JSON Schema.")
     schemas.add_argument("name", nargs="?", help="schema to print")
@@ -109,7 +132,61 @@ def _cmd_schemas(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"validate": _cmd_validate, "schemas": _cmd_schemas}
+def _cmd_run(args: argparse.Namespace) -> int:
+    from datakit.pipeline import run
+    from datakit.pipeline.summary import render_summary
+
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    result = run(args.recipe, args.overrides, resume=args.resume, overwrite=args.overwrite,
+                 retry_failed=args.retry_failed, executor=args.executor, address=args.address,
+                 workers=args.workers, progress=progress)
+    if args.json:
+        print(json.dumps(result.summary, indent=2))
+    else:
+        if result.retried:
+            for step_id, counts in result.retried.items():
+                print(f"retried {counts['retried']:,} failed rows of '{step_id}': {counts['recovered']:,} recovered")
+        print(render_summary(result.summary))
+    return 0
+
+
+def _cmd_steps(args: argparse.Namespace) -> int:
+    from datakit.pipeline import available, lookup
+    from datakit.pipeline.params import describe
+
+    if args.name is None:
+        registered = available()
+        width = max(len(n) for n in registered)
+        for name, cls in registered.items():
+            doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+            print(f"{name.ljust(width)}  {cls.kind.ljust(6)}  {doc}")
+        print("\n'datakit steps NAME' shows a step's parameters.")
+        return 0
+    try:
+        cls = lookup(args.name)
+    except LookupError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"{args.name} ({cls.kind} step{', pure' if cls.pure else ''})")
+    print()
+    print(inspect_doc(cls))
+    print()
+    params = describe(cls.Params)
+    if not params:
+        print("no parameters")
+    for p in params:
+        default = "required" if p.required else f"default {json.dumps(p.default)}"
+        print(f"  {p.name}: {p.type} ({default})")
+        print(f"      {p.help}")
+    return 0
+
+
+def inspect_doc(cls: type) -> str:
+    import inspect
+
+    return inspect.cleandoc(cls.__doc__ or "")
+
+
+COMMANDS = {"validate": _cmd_validate, "run": _cmd_run, "steps": _cmd_steps, "schemas": _cmd_schemas}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

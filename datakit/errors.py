@@ -60,3 +60,27 @@ class UsageError(DatakitError):
     """Bad command-line arguments or API parameters (exit 2)."""
 
     exit_code = 2
+
+
+class RecipeError(DatakitError):
+    """A recipe that cannot run: bad YAML, unknown step or parameter, wrong type, cycle, missing input (exit 2).
+
+    `path` is the recipe file, `row` the 1-based line of the offending key, `field` its dotted key.
+    """
+
+    exit_code = 2
+
+
+class StepError(DatakitError):
+    """A step that broke while running (a bug or a resource it could not reach), named with its shard (exit 1).
+
+    Row-level failures are not errors: they go to the step's failed table. This is for the rest.
+    """
+
+    exit_code = 1
+
+
+class RunStateError(DatakitError):
+    """A run directory in a state the command cannot work with: interrupted, locked, or not a run (exit 2)."""
+
+    exit_code = 2
