@@ -158,7 +158,11 @@ def build_params(params_cls: type, values: dict[str, Any]) -> Any:
     try:
         return params_cls(**checked)
     except ValueError as exc:
-        raise ParamError(str(exc), getattr(exc, "key", None)) from None
+        key = getattr(exc, "key", None)
+        first_word = str(exc).split(" ", 1)[0]
+        if key is None and first_word in fields:  # "fraction must be ..." is about `fraction`
+            key = first_word
+        raise ParamError(str(exc), key) from None
 
 
 def as_dict(params: Any) -> dict[str, Any]:

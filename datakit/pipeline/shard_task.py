@@ -226,6 +226,9 @@ def call_step(
     A transient error that outlasts the retries fails every row of the batch; any other exception
     is a StepError that stops the run, naming the step and shard.
     """
+    if node.kind == "map" and batch is not None and batch.num_rows == 0:
+        # Nothing to map; the step is not even called, so empty shards cost nothing and break nothing.
+        return batch, [], StepStats()
     runtime.prepare(node)
     started = time.perf_counter()
     if node.kind == "global":
