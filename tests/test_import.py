@@ -10,7 +10,8 @@ HEAVY = ["torch", "vllm", "ray", "transformers", "trl", "datasets", "polars"]
 
 def test_import_datakit_loads_no_heavy_library():
     code = (
-        "import sys, datakit, datakit.records, datakit.io, datakit.cli\n"
+        "import sys, datakit, datakit.records, datakit.io, datakit.cli, datakit.pipeline\n"
+        "datakit.pipeline.available()\n"
         f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )

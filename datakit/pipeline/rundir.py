@@ -84,9 +84,6 @@ class StepStore:
                     result[int(name[6:-5])] = read_json(directory / name)
         return result
 
-    def data_path(self, shard: int) -> Path:
-        return self.root / "data" / f"shard-{shard:05d}.parquet"
-
     def failed_path(self, shard: int) -> Path:
         return self.root / "failed" / f"shard-{shard:05d}.parquet"
 

@@ -138,6 +138,10 @@ class ShardTask:
             result, failed = self._compute(node)
             if node.stored:
                 self._commit(node, result, failed)
+            elif failed is not None:
+                # A pure step fails the same rows every time it runs, so rewriting its failed table is harmless.
+                node.store.ensure()
+                write_parquet(node.store.failed_path(self.shard), failed)
         self.memo[node] = result
         return result
 

@@ -149,7 +149,7 @@ def run_baseline(source: Path, work: Path) -> Path:
 
     target = work / "baseline.parquet"
     seen: set[int] = set()
-    parquet = pq.ParquetFile(source)
+    parquet = pq.ParquetFile(source, pre_buffer=False)
     with pq.ParquetWriter(target, parquet.schema_arrow, compression="zstd") as writer:
         for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
             mask = pc.and_(pc.greater_equal(batch.column("score"), 0.1), pc.not_equal(batch.column("lang"), "und"))

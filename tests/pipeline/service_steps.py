@@ -6,6 +6,7 @@ Recipes name them as `uses: tests.pipeline.service_steps:Service`, the way users
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -14,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from datakit.pipeline import MapResult, MapStep, TransientError, param
+from datakit.pipeline import MapResult, MapStep, SourceStep, TransientError, param
 
 
 class Service(MapStep):
@@ -48,3 +49,55 @@ class Service(MapStep):
         ok = ok.append_column("answer", pc.utf8_upper(ok.column("text")))
         bad = [(int(i), "service unavailable for this row") for i in np.flatnonzero(failing)]
         return MapResult(ok, failed=bad, metrics={"calls": 1})
+
+
+class Flow:
+    """Rows the `Numbers` source has handed out and rows `Slow` has finished, to observe backpressure."""
+
+    yielded = 0
+    finished = 0
+    most_ahead = 0
+
+
+class Numbers(SourceStep):
+    """Yields `rows` rows (id, text) in batches of `batch_rows`, counting them in `Flow`."""
+
+    @dataclass(frozen=True)
+    class Params:
+        rows: int = param(help="rows to yield")
+        batch_rows: int = param(100, help="rows per batch")
+
+    def read(self) -> Iterator[pa.RecordBatch]:
+        for start in range(0, self.params.rows, self.params.batch_rows):
+            ids = np.arange(start, min(start + self.params.batch_rows, self.params.rows))
+            Flow.yielded += len(ids)
+            Flow.most_ahead = max(Flow.most_ahead, Flow.yielded - Flow.finished)
+            yield pa.record_batch({"id": ids, "text": [f"row {i}" for i in ids]})
+
+
+class Slow(MapStep):
+    """Takes `delay` seconds per shard and counts finished rows in `Flow`."""
+
+    @dataclass(frozen=True)
+    class Params:
+        delay: float = param(0.01, help="seconds per shard")
+
+    def process(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        time.sleep(self.params.delay)
+        Flow.finished += batch.num_rows
+        return batch
+
+
+class EnglishOnly(MapStep):
+    """A pure check that fails (rather than drops) rows whose `lang` is not "en"."""
+
+    pure = True
+
+    @dataclass(frozen=True)
+    class Params:
+        pass
+
+    def process(self, batch: pa.RecordBatch) -> MapResult:
+        english = np.array([lang == "en" for lang in batch.column("lang").to_pylist()], dtype=bool)
+        bad = [(int(i), "not English") for i in np.flatnonzero(~english)]
+        return MapResult(batch.filter(pa.array(english)), failed=bad)

@@ -160,3 +160,14 @@ def test_plugin_step_by_module_path(tmp_path):
     assert r.step("keep").params.modulo == 3
     e = error_of(recipe(tmp_path, GOOD.replace("uses: filter", "uses: tests.pipeline.nothing:Step")))
     assert e.field == "steps.keep.uses" and "cannot import module" in e.message
+
+
+def test_steps_command_lists_and_describes(capsys):
+    assert main(["steps"]) == 0
+    out = capsys.readouterr().out
+    for name in ("read", "write", "filter", "select", "rename", "derive", "drop", "sample", "shuffle", "limit", "dedup"):
+        assert f"\n{name} " in "\n" + out
+    assert main(["steps", "sample"]) == 0
+    out = capsys.readouterr().out
+    assert "fraction: number (required)" in out and "by: list of text or null (default null)" in out
+    assert main(["steps", "nope"]) == 2

@@ -189,3 +189,38 @@ def test_cli_run_prints_summary(tmp_path, capsys):
     assert "dedup dropped: duplicate" in out and "output of 'save'" in out
     assert main(["run", str(recipe), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["name"] == "svc"
+
+
+def test_the_source_waits_for_slow_steps(tmp_path):
+    """Backpressure: the source never runs more than the in-flight shards ahead of the slowest step."""
+    from tests.pipeline.service_steps import Flow
+
+    Flow.yielded = Flow.finished = Flow.most_ahead = 0
+    steps = [{"id": "gen", "uses": "tests.pipeline.service_steps:Numbers", "with": {"rows": 6000, "batch_rows": 50}},
+             {"id": "slow", "uses": "tests.pipeline.service_steps:Slow", "with": {"delay": 0.01}},
+             {"id": "save", "uses": "write"}]
+    result = run(write_recipe(tmp_path / "r.yaml", steps, output=str(tmp_path / "run"), shard_rows=100, workers=2))
+    assert result.summary["outputs"]["save"]["rows"] == 6000 == Flow.finished
+    # 2 x workers shards in flight, one being cut, one batch of slack
+    assert Flow.most_ahead <= (2 * 2 + 1) * 100 + 50, Flow.most_ahead
+
+
+def test_progress_bars_and_tokens(tmp_path, capsys):
+    recipe = service_recipe(tmp_path, dedup=True)
+    run(recipe, progress=True)
+    err = capsys.readouterr().err
+    assert "ask" in err and "rows" in err and "pass 2" in err
+
+
+def test_pure_steps_record_their_failed_rows_too(tmp_path):
+    data = write_input(tmp_path, 300)
+    steps = [{"id": "load", "uses": "read", "with": {"path": str(data)}},
+             {"id": "en", "uses": "tests.pipeline.service_steps:EnglishOnly"},
+             {"id": "dedup", "uses": "dedup", "with": {"columns": ["text"]}},
+             {"id": "save", "uses": "write"}]
+    result = run(write_recipe(tmp_path / "r.yaml", steps, output=str(tmp_path / "run"), shard_rows=40))
+    en = step_summary(result, "en")
+    assert not en["stored"] and en["failed"] > 0
+    failed = read_output(Path(en["failed_rows"]))
+    assert failed.num_rows == en["failed"] and set(failed.column("lang").to_pylist()) == {"fr"}
+    assert set(read_output(result.output()).column("lang").to_pylist()) == {"en"}
