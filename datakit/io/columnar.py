@@ -19,7 +19,9 @@ def scan_parquet(file: DataFile, batch_size: int) -> Iterator[SourceBatch]:
     with contextlib.ExitStack() as stack:
         source = file.local_path if file.local_path is not None else stack.enter_context(file.open())
         try:
-            parquet = stack.enter_context(pq.ParquetFile(source, memory_map=file.local_path is not None))
+            # No memory map and no pre-buffering: both keep every page read so far resident until the file
+            # is closed, which makes a streaming read's memory grow with the file.
+            parquet = stack.enter_context(pq.ParquetFile(source, memory_map=False, pre_buffer=False))
         except (OSError, pa.ArrowException) as exc:
             raise InputError(f"not a readable Parquet file: {short_message(exc)}", path=file.path) from None
         batches = parquet.iter_batches(batch_size=batch_size)

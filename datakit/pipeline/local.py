@@ -13,7 +13,13 @@ import os
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
-from datakit.pipeline.execution import cut_shards, finalize_index, finish_sink, needs_source, pass_done
+from datakit.pipeline.execution import (
+    cut_shards,
+    finalize_index,
+    finish_sink,
+    needs_source,
+    pass_done,
+)
 from datakit.pipeline.plan import Pass, Plan
 from datakit.pipeline.progress import Progress
 from datakit.pipeline.shard_task import ShardTask, StepRuntime

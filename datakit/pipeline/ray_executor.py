@@ -31,17 +31,23 @@ from __future__ import annotations
 
 import contextlib
 import json
+import pickle
 import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
 
-from datakit.errors import DatakitError, StepError
-from datakit.pipeline.execution import cut_shards, finalize_index, finish_sink, pass_done
+from datakit.errors import DatakitError, StepError, UsageError
+from datakit.pipeline.execution import (
+    cut_shards,
+    finalize_index,
+    finish_sink,
+    pass_done,
+)
 from datakit.pipeline.plan import Node, Pass, Plan, build_plan
 from datakit.pipeline.recipe import Recipe
-from datakit.pipeline.rundir import RunDir, StepStore, read_json
+from datakit.pipeline.rundir import RunDir
 from datakit.pipeline.shard_task import ShardTask, StepRuntime
 
 
@@ -49,6 +55,8 @@ class RayExecutor:
     """Runs a plan's passes on a Ray cluster: the one Ray is connected to, else `address`, else a new local one."""
 
     def __init__(self, plan: Plan, address: str | None = None, progress: bool = False) -> None:
+        if not all(root.stored for root in plan.roots):
+            raise UsageError("the Ray executor runs plans built with store_sources=True")
         self.plan = plan
         self.address = address
         self.progress = progress
@@ -72,6 +80,7 @@ class RayExecutor:
                 ray.shutdown()
 
     def run_pass(self, pass_: Pass) -> dict[str, dict[str, Any]]:
+        """Compute what the pass still lacks, finish it, and publish its sinks (again only if their shards changed)."""
         root = pass_.root
         if not pass_done(pass_):
             from tqdm import tqdm
@@ -97,10 +106,11 @@ class RayExecutor:
         store = root.store
         count = store.complete()
         if root in pass_.outputs and (count is None or any(k not in store.entries for k in range(count))):
-            bar.set_postfix_str("reading the source")
+            bar.set_postfix_str("storing the source")
             for shard, batch in cut_shards(root, self.plan.recipe.shard_rows):
                 if shard not in store.entries:
                     ShardTask(self.plan, pass_, shard, batch, [root], [], self.runtime).run()
+                bar.update(1)
             bar.set_postfix_str("")
             count = store.complete()
         assert count is not None  # the first pass stores the whole source before any later pass runs
@@ -138,10 +148,15 @@ class RayExecutor:
                     "level": pass_.level,
                 },
             )
+            failures: dict[int, DatakitError] = {}
             try:
                 for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
-                    for shard, stats in zip(batch["shard"].to_pylist(), batch["stats"].to_pylist(), strict=True):
+                    columns = (batch["shard"].to_pylist(), batch["stats"].to_pylist(), batch["error"].to_pylist())
+                    for shard, stats, error in zip(*columns, strict=True):
                         done.add(shard)
+                        if error is not None:
+                            failures[shard] = pickle.loads(error)
+                            continue
                         rows += sum(json.loads(stats).get(n.id, {}).get("out", 0) for n in pass_.outputs)
                         bar.update(1)
                         if rows:
@@ -151,12 +166,15 @@ class RayExecutor:
                 if cause is None:
                     raise
                 raise cause from None
+        for node in pass_.targets:
+            node.store.load()
+        if failures:
+            # The other shards ran to the end and are committed, so a resumed run starts past them.
+            raise failures[min(failures)]
         lost = sorted(set(todo) - done)
         if lost:
             raise StepError(f"Ray returned no result for shards {lost[:10]} of pass {pass_.level + 1}; run again "
                             "with --resume to compute them")
-        for node in pass_.targets:
-            node.store.load()
 
 
 class ShardWorker:
@@ -180,18 +198,28 @@ class ShardWorker:
             self.error = exc
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        if self.error is not None:
-            raise self.error
+        # datakit errors come back as data rather than as exceptions: Ray Data aborting a dataset on an
+        # exception keeps its actors (and their CPUs and GPUs) for a while, which stalls the next run.
         shards = batch.column("shard").to_pylist()
-        stats = [json.dumps(self.compute(shard)) for shard in shards]
-        return pa.table({"shard": pa.array(shards, pa.int64()), "stats": pa.array(stats, pa.string())})
+        stats, errors = [], []
+        for shard in shards:
+            try:
+                if self.error is not None:
+                    raise self.error
+                stats.append(json.dumps(self.compute(shard)))
+                errors.append(None)
+            except DatakitError as exc:
+                stats.append("{}")
+                errors.append(pickle.dumps(exc))
+        return pa.table({"shard": pa.array(shards, pa.int64()), "stats": pa.array(stats, pa.string()),
+                         "error": pa.array(errors, pa.binary())})
 
     def compute(self, shard: int) -> dict[str, Any]:
         """Compute and commit one shard's missing targets; return the stats of the steps run."""
         # An actor that died mid-shard may have committed some of its outputs before Ray handed the
         # shard to this one; those must be read back, not computed again.
         for node in self.pass_.targets:
-            reload_shard(node.store, shard)
+            node.store.load_shard(shard)
         outputs, builds = shard_targets(self.pass_, shard)
         task = ShardTask(self.plan, self.pass_, shard, None, outputs, builds, self.runtime)
         return {step_id: stats.to_json() for step_id, stats in task.run().items()}
@@ -202,16 +230,6 @@ def shard_targets(pass_: Pass, shard: int) -> tuple[list[Node], list[Node]]:
     outputs = [n for n in pass_.outputs if n is not pass_.root and shard not in n.store.entries]
     builds = [n for n in pass_.builds if shard not in n.store.builds]
     return outputs, builds
-
-
-def reload_shard(store: StepStore, shard: int) -> None:
-    """Re-read one shard's entries from disk: `store.load()` would re-read every shard's, once per shard."""
-    name = f"shard-{shard:05d}.json"
-    for folder, table in (("entries", store.entries), ("build", store.builds)):
-        try:
-            table[shard] = read_json(store.root / folder / name)
-        except (OSError, ValueError):
-            table.pop(shard, None)
 
 
 def computed_nodes(pass_: Pass) -> list[Node]:

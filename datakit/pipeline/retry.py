@@ -9,7 +9,14 @@ import pyarrow.parquet as pq
 
 from datakit.pipeline.plan import Node, Plan
 from datakit.pipeline.rundir import write_parquet
-from datakit.pipeline.shard_task import FAILED_COLUMNS, ROW_COLUMN, StepRuntime, call_step, failed_table, to_batch
+from datakit.pipeline.shard_task import (
+    FAILED_COLUMNS,
+    ROW_COLUMN,
+    StepRuntime,
+    call_step,
+    failed_table,
+    to_batch,
+)
 
 
 def retry_failed(plan: Plan, runtime: StepRuntime) -> dict[str, dict[str, int]]:

@@ -73,6 +73,15 @@ class StepStore:
         self.entries = self._read_entries("entries")
         self.builds = self._read_entries("build")
 
+    def load_shard(self, shard: int) -> None:
+        """Re-read one shard's entries (cheaper than `load` when another process may have committed it)."""
+        name = f"shard-{shard:05d}.json"
+        for folder, table in (("entries", self.entries), ("build", self.builds)):
+            try:
+                table[shard] = read_json(self.root / folder / name)
+            except (OSError, ValueError):
+                table.pop(shard, None)
+
     def _read_entries(self, folder: str) -> dict[int, dict[str, Any]]:
         result: dict[int, dict[str, Any]] = {}
         directory = self.root / folder

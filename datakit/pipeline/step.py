@@ -178,6 +178,7 @@ class GlobalStep(Step):
 
     `build` writes into `index.part(shard)` and `finalize` into `index.final`; both folders are
     private temp folders that the executor renames into place, so a half-written index never counts.
+    `finalize` may run in a process where `setup()` was never called: it should need only the parts.
     """
 
     kind = "global"

@@ -10,7 +10,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from datakit.errors import DataError, InputError
-from datakit.io import DataFile, SourceBatch, list_data_files, read_batches, read_table, scan
+from datakit.io import (
+    DataFile,
+    SourceBatch,
+    list_data_files,
+    read_batches,
+    read_table,
+    scan,
+)
 from datakit.io.json_file import scan_json
 from datakit.io.jsonl import scan_jsonl
 

@@ -9,7 +9,13 @@ import sys
 import pytest
 
 from datakit.errors import InputError
-from datakit.io import SUPPORTED_SUFFIXES, DataFile, Listing, list_data_files, read_table
+from datakit.io import (
+    SUPPORTED_SUFFIXES,
+    DataFile,
+    Listing,
+    list_data_files,
+    read_table,
+)
 from datakit.io.hub import HubRef, looks_like_repo_id, parse_hub_ref
 
 

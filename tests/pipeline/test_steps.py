@@ -147,3 +147,16 @@ def test_empty_input_publishes_an_empty_dataset(tmp_path):
     files = list(result.output().glob("*.parquet"))
     assert len(files) == 1 and pq.read_table(files[0]).num_rows == 0
     assert pq.read_schema(files[0]).names == ["id", "text", "score", "lang"]
+
+
+def test_dedup_merges_its_index_in_groups_when_it_is_large(tmp_path, monkeypatch):
+    from datakit.pipeline.steps import dedup
+
+    monkeypatch.setattr(dedup, "MERGE_BYTES", 2000)  # forces many merge groups
+    out = run_steps(tmp_path, [{"id": "dedup", "uses": "dedup", "with": {"columns": ["text"]}}], rows=1500)
+    offsets = list((tmp_path / "t" / "steps" / "dedup").glob("*/index/final/offsets.npy"))
+    import numpy as np
+
+    assert np.load(offsets[0]).shape[0] > 1
+    expected = reference(1500).unique(subset=["text"], keep="first", maintain_order=True)
+    assert out.column("id").to_pylist() == expected["id"].to_list()

@@ -1,12 +1,15 @@
 """Exact deduplication: keep the first occurrence of every distinct key, across the whole dataset.
 
-Two passes over shared storage with memory bounded by the shard size, not the dataset:
+Two passes over shared storage, with memory bounded by the shard size and a fixed budget for the
+index rather than by the dataset:
 
-- build (per shard): a 128-bit hash of the key columns for each row; rows repeated inside the
-  shard are dropped at once; the rest are stored split into 256 buckets by their top hash bits.
-- finalize: bucket by bucket, the parts of every shard are read in shard order and the first
-  occurrence of each hash wins; the surviving (shard, row) pairs are stored per bucket.
-- apply (per shard): the surviving rows of that shard are gathered from every bucket and kept.
+- build (per shard): a 128-bit hash of each row's key columns; rows repeated inside the shard are
+  dropped at once; the rest are stored sorted by bucket (the top 8 bits of the hash), with the
+  bucket boundaries beside them.
+- finalize: buckets are merged in groups small enough for `MERGE_BYTES`; within a group the parts
+  are read in shard order, so the first occurrence of each hash is the earliest row of the dataset.
+  The surviving (shard, row) pairs are stored per group, sorted by shard.
+- apply (per shard): that shard's surviving rows are gathered from every group and kept.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ from datakit.pipeline.step import GlobalStep, Index, MapResult
 from datakit.pipeline.steps._arrow import frame
 
 BUCKETS = 256
+MERGE_BYTES = 8 * 2**20  # index bytes merged at once in finalize: a few hundred thousand keys
 _SEEDS = (0x5EED_0001, 0x5EED_0002)
 _DEFAULT_SKIP = ("id", "metadata")
+_KEEP_SCHEMA = pa.schema([("shard", pa.uint32()), ("row", pa.uint32())])
 
 
 def key_hashes(batch: pa.RecordBatch, columns: list[str], step_id: str) -> tuple[np.ndarray, np.ndarray]:
@@ -36,13 +41,12 @@ def key_hashes(batch: pa.RecordBatch, columns: list[str], step_id: str) -> tuple
 
 def first_occurrences(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
     """Indices of the first row of every distinct (hi, lo) pair, in ascending order."""
+    import polars as pl
+
     if len(hi) == 0:
         return np.zeros(0, dtype=np.int64)
-    order = np.lexsort((lo, hi))  # stable: equal keys stay in row order
-    shi, slo = hi[order], lo[order]
-    starts = np.ones(len(order), dtype=bool)
-    starts[1:] = (shi[1:] != shi[:-1]) | (slo[1:] != slo[:-1])
-    return np.sort(order[starts])
+    first = pl.DataFrame({"hi": hi, "lo": lo}).select(pl.struct("hi", "lo").is_first_distinct()).to_series()
+    return np.flatnonzero(first.to_numpy())
 
 
 @register("dedup")
@@ -67,46 +71,57 @@ class Dedup(GlobalStep):
         hi, lo = key_hashes(batch, self._columns(batch), self.context.step_id)
         rows = first_occurrences(hi, lo)
         hi, lo = hi[rows], lo[rows]
-        bucket = (hi >> np.uint64(64 - 8)).astype(np.int64)
-        order = np.argsort(bucket, kind="stable")
-        bounds = np.searchsorted(bucket[order], np.arange(BUCKETS + 1))
+        bucket = (hi >> np.uint64(56)).astype(np.uint8)
+        order = np.argsort(bucket, kind="stable")  # a radix sort for uint8; rows stay in order per bucket
         table = pa.table({"hi": hi[order], "lo": lo[order], "row": rows[order].astype(np.uint32)})
         with ipc.new_file(part / "keys.arrow", table.schema) as writer:
-            for b in range(BUCKETS):
-                writer.write_batch(table.slice(bounds[b], bounds[b + 1] - bounds[b]).combine_chunks().to_batches()[0]
-                                   if bounds[b + 1] > bounds[b] else _empty(table.schema))
+            writer.write_table(table)
+        np.save(part / "bounds.npy", np.searchsorted(bucket[order], np.arange(BUCKETS + 1)).astype(np.int64))
 
     def finalize(self, index: Index, final: Path) -> None:
         n = index.num_shards or 0
-        readers = [ipc.open_file(pa.memory_map(str(index.part(k) / "keys.arrow"))) for k in range(n)]
-        schema = pa.schema([("shard", pa.uint32()), ("row", pa.uint32())])
-        counts = np.zeros((BUCKETS, n + 1), dtype=np.int64)
-        with ipc.new_file(final / "keep.arrow", schema) as writer:
-            for b in range(BUCKETS):
-                pieces = [r.get_batch(b) for r in readers]
-                hi = np.concatenate([p.column(0).to_numpy() for p in pieces]) if pieces else np.zeros(0, np.uint64)
-                lo = np.concatenate([p.column(1).to_numpy() for p in pieces]) if pieces else np.zeros(0, np.uint64)
-                row = np.concatenate([p.column(2).to_numpy() for p in pieces]) if pieces else np.zeros(0, np.uint32)
-                shard = np.repeat(np.arange(n, dtype=np.uint32), [p.num_rows for p in pieces])
-                keep = first_occurrences(hi, lo)  # parts are in shard order, rows in row order
-                kept_shard, kept_row = shard[keep], row[keep]  # sorted by shard, since keep is ascending
-                counts[b, 1:] = np.cumsum(np.bincount(kept_shard, minlength=n))
-                writer.write_batch(pa.record_batch([pa.array(kept_shard), pa.array(kept_row)], schema=schema))
-        np.save(final / "offsets.npy", counts)
+        total = sum((index.part(k) / "keys.arrow").stat().st_size for k in range(n))
+        groups = max(1, min(BUCKETS, -(-total // MERGE_BYTES)))
+        edges = [g * BUCKETS // groups for g in range(groups + 1)]
+        bounds = [np.load(index.part(k) / "bounds.npy") for k in range(n)]
+        offsets = np.zeros((groups, n + 1), dtype=np.int64)
+        with ipc.new_file(final / "keep.arrow", _KEEP_SCHEMA) as writer:
+            for g in range(groups):
+                hi, lo, row, sizes = [], [], [], []
+                for k in range(n):
+                    start, stop = int(bounds[k][edges[g]]), int(bounds[k][edges[g + 1]])
+                    sizes.append(stop - start)
+                    if stop > start:
+                        # Copied out so the file can be closed: only one group's keys stay in memory.
+                        with pa.memory_map(str(index.part(k) / "keys.arrow")) as source:
+                            piece = ipc.open_file(source).get_batch(0).slice(start, stop - start)
+                            hi.append(np.array(piece.column(0)))
+                            lo.append(np.array(piece.column(1)))
+                            row.append(np.array(piece.column(2)))
+                shard = np.repeat(np.arange(n, dtype=np.uint32), sizes)
+                keep = first_occurrences(_cat(hi, np.uint64), _cat(lo, np.uint64))  # parts come in shard order
+                kept_shard = shard[keep]
+                kept_row = _cat(row, np.uint32)[keep]
+                order = np.argsort(kept_shard, kind="stable")
+                offsets[g, 1:] = np.cumsum(np.bincount(kept_shard, minlength=n))
+                writer.write_batch(pa.record_batch([pa.array(kept_shard[order]), pa.array(kept_row[order])],
+                                                   schema=_KEEP_SCHEMA))
+        np.save(final / "offsets.npy", offsets)
 
     def apply(self, shard: int, batch: pa.RecordBatch | None, index: Index) -> MapResult:
         assert batch is not None
-        offsets = np.load(index.final / "offsets.npy", mmap_mode="r")
+        offsets = np.load(index.final / "offsets.npy")
         rows = []
-        with ipc.open_file(pa.memory_map(str(index.final / "keep.arrow"))) as reader:
-            for b in range(BUCKETS):
-                start, stop = int(offsets[b, shard]), int(offsets[b, shard + 1])
+        with pa.memory_map(str(index.final / "keep.arrow")) as source:
+            reader = ipc.open_file(source)
+            for g in range(offsets.shape[0]):
+                start, stop = int(offsets[g, shard]), int(offsets[g, shard + 1])
                 if stop > start:
-                    rows.append(reader.get_batch(b).column(1).to_numpy()[start:stop])
-        keep = np.sort(np.concatenate(rows)) if rows else np.zeros(0, dtype=np.uint32)
-        kept = batch.take(pa.array(keep.astype(np.int64)))
+                    rows.append(np.array(reader.get_batch(g).column(1).slice(start, stop - start)))
+        keep = np.sort(np.concatenate(rows)).astype(np.int64) if rows else np.zeros(0, dtype=np.int64)
+        kept = batch.take(pa.array(keep))
         return MapResult(kept, dropped={"duplicate": batch.num_rows - kept.num_rows})
 
 
-def _empty(schema: pa.Schema) -> pa.RecordBatch:
-    return pa.RecordBatch.from_arrays([pa.array([], type=f.type) for f in schema], schema=schema)
+def _cat(arrays: list[np.ndarray], dtype: type) -> np.ndarray:
+    return np.concatenate(arrays) if arrays else np.zeros(0, dtype=dtype)
