@@ -64,7 +64,10 @@ class RayExecutor:
 
     def run(self) -> dict[str, dict[str, Any]]:
         """Run every pass of every tree; return what each sink published, by step id."""
-        import ray
+        try:
+            import ray
+        except ImportError:
+            raise UsageError("the ray executor needs Ray: pip install 'datakit[ray]'") from None
 
         started = not ray.is_initialized()
         if started:

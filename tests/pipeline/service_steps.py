@@ -31,8 +31,22 @@ class Service(MapStep):
         delay: float = param(0.0, help="seconds each call takes")
         calls_log: str | None = param(None, help="append one line per call to this file")
         crash_on_id: int | None = param(None, help="behave like a bug: raise when this id is in the batch")
+        setup_log: str | None = param(None, help="append a line to this file each time setup() runs")
+
+    def setup(self) -> None:
+        if self.params.setup_log:
+            with open(self.params.setup_log, "a") as log:
+                log.write("setup\n")
 
     def process(self, batch: pa.RecordBatch) -> MapResult:
+        Flow.running += 1
+        Flow.most_calls = max(Flow.most_calls, Flow.running)
+        try:
+            return self._answer(batch)
+        finally:
+            Flow.running -= 1
+
+    def _answer(self, batch: pa.RecordBatch) -> MapResult:
         if self.params.calls_log:
             with open(self.params.calls_log, "a") as log:
                 log.write(f"{batch.num_rows}\n")
@@ -57,6 +71,8 @@ class Flow:
     yielded = 0
     finished = 0
     most_ahead = 0
+    running = 0  # Service calls in progress
+    most_calls = 0
 
 
 class Numbers(SourceStep):

@@ -224,3 +224,28 @@ def test_pure_steps_record_their_failed_rows_too(tmp_path):
     failed = read_output(Path(en["failed_rows"]))
     assert failed.num_rows == en["failed"] and set(failed.column("lang").to_pylist()) == {"fr"}
     assert set(read_output(result.output()).column("lang").to_pylist()) == {"en"}
+
+
+def test_setup_runs_once_per_process_and_engines_get_one_caller(tmp_path):
+    from tests.pipeline import service_steps
+    from tests.pipeline.service_steps import Flow, Service
+
+    log = tmp_path / "setup.log"
+    recipe = service_recipe(tmp_path, service={"setup_log": str(log), "delay": 0.02}, workers=2)
+    Flow.running = Flow.most_calls = 0
+    run(recipe)
+    assert log.read_text().splitlines() == ["setup"]  # 8 shards on 2 threads, one setup
+    assert Flow.most_calls == 2  # a thread-safe step runs on both threads
+
+    class Engine(Service):
+        thread_safe = False
+
+    service_steps.Engine = Engine  # importable as tests.pipeline.service_steps:Engine
+    try:
+        Flow.running = Flow.most_calls = 0
+        engine = service_recipe(tmp_path / "engine", service={"delay": 0.02}, workers=2)
+        engine.write_text(engine.read_text().replace("service_steps:Service", "service_steps:Engine"))
+        run(engine)
+        assert Flow.most_calls == 1  # one shard at a time, as one batch
+    finally:
+        del service_steps.Engine
