@@ -160,6 +160,10 @@ def _cmd_steps(args: argparse.Namespace) -> int:
         for name, cls in registered.items():
             doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
             print(f"{name.ljust(width)}  {cls.kind.ljust(6)}  {doc}")
+            params = ", ".join(p.name if p.required else f"{p.name}={json.dumps(p.default)}"
+                               for p in describe(cls.Params))
+            if params:
+                print(f"{''.ljust(width)}          with: {params}")
         print("\n'datakit steps NAME' shows a step's parameters.")
         return 0
     try:

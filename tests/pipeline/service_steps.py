@@ -5,6 +5,7 @@ Recipes name them as `uses: tests.pipeline.service_steps:Service`, the way users
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,12 +40,14 @@ class Service(MapStep):
                 log.write("setup\n")
 
     def process(self, batch: pa.RecordBatch) -> MapResult:
-        Flow.running += 1
-        Flow.most_calls = max(Flow.most_calls, Flow.running)
+        with Flow.lock:
+            Flow.running += 1
+            Flow.most_calls = max(Flow.most_calls, Flow.running)
         try:
             return self._answer(batch)
         finally:
-            Flow.running -= 1
+            with Flow.lock:
+                Flow.running -= 1
 
     def _answer(self, batch: pa.RecordBatch) -> MapResult:
         if self.params.calls_log:
@@ -73,6 +76,7 @@ class Flow:
     most_ahead = 0
     running = 0  # Service calls in progress
     most_calls = 0
+    lock = threading.Lock()
 
 
 class Numbers(SourceStep):
@@ -86,8 +90,9 @@ class Numbers(SourceStep):
     def read(self) -> Iterator[pa.RecordBatch]:
         for start in range(0, self.params.rows, self.params.batch_rows):
             ids = np.arange(start, min(start + self.params.batch_rows, self.params.rows))
-            Flow.yielded += len(ids)
-            Flow.most_ahead = max(Flow.most_ahead, Flow.yielded - Flow.finished)
+            with Flow.lock:
+                Flow.yielded += len(ids)
+                Flow.most_ahead = max(Flow.most_ahead, Flow.yielded - Flow.finished)
             yield pa.record_batch({"id": ids, "text": [f"row {i}" for i in ids]})
 
 
@@ -100,7 +105,8 @@ class Slow(MapStep):
 
     def process(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         time.sleep(self.params.delay)
-        Flow.finished += batch.num_rows
+        with Flow.lock:
+            Flow.finished += batch.num_rows
         return batch
 
 

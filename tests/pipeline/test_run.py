@@ -231,7 +231,7 @@ def test_setup_runs_once_per_process_and_engines_get_one_caller(tmp_path):
     from tests.pipeline.service_steps import Flow, Service
 
     log = tmp_path / "setup.log"
-    recipe = service_recipe(tmp_path, service={"setup_log": str(log), "delay": 0.02}, workers=2)
+    recipe = service_recipe(tmp_path, service={"setup_log": str(log), "delay": 0.05}, workers=2)
     Flow.running = Flow.most_calls = 0
     run(recipe)
     assert log.read_text().splitlines() == ["setup"]  # 8 shards on 2 threads, one setup
