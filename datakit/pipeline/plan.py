@@ -110,8 +110,13 @@ def fingerprint(data: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def build_plan(recipe: Recipe, run: RunDir, store_sources: bool = False) -> Plan:
-    """Instantiate every step, give it its fingerprint and store, and work out levels and stored outputs."""
+def build_plan(recipe: Recipe, run: RunDir, store_sources: bool = False,
+               source_fingerprints: dict[str, str] | None = None) -> Plan:
+    """Instantiate every step, give it its fingerprint and store, and work out levels and stored outputs.
+
+    `source_fingerprints` lets a process that never reads the inputs (a Ray worker: the driver stores
+    the source shards) take the sources' fingerprints as given instead of listing their files.
+    """
     by_id: dict[str, Node] = {}
     nodes: list[Node] = []
     pending = list(recipe.steps)
@@ -121,7 +126,8 @@ def build_plan(recipe: Recipe, run: RunDir, store_sources: bool = False) -> Plan
         for spec in list(pending):
             if spec.input is not None and spec.input not in by_id:
                 continue
-            node = _make_node(spec, by_id.get(spec.input) if spec.input else None, recipe, run, store_sources)
+            node = _make_node(spec, by_id.get(spec.input) if spec.input else None, recipe, run, store_sources,
+                              (source_fingerprints or {}).get(spec.id))
             by_id[spec.id] = node
             pending.remove(spec)
             progressed = True
@@ -135,7 +141,8 @@ def build_plan(recipe: Recipe, run: RunDir, store_sources: bool = False) -> Plan
     return Plan(recipe, run, nodes)
 
 
-def _make_node(spec: StepSpec, upstream: Node | None, recipe: Recipe, run: RunDir, store_sources: bool) -> Node:
+def _make_node(spec: StepSpec, upstream: Node | None, recipe: Recipe, run: RunDir, store_sources: bool,
+               given: str | None) -> Node:
     cls = spec.cls
     retry = Retry(retries=recipe.retries if spec.retries is None else spec.retries, backoff=recipe.retry_backoff)
     # The work folder is per step id (not per fingerprint) so caches survive parameter tweaks.
@@ -151,10 +158,10 @@ def _make_node(spec: StepSpec, upstream: Node | None, recipe: Recipe, run: RunDi
     }
     if cls.uses_seed:
         parts["seed"] = recipe.seed
-    if cls.kind == "source":
+    if cls.kind == "source" and given is None:
         parts["shard_rows"] = recipe.shard_rows
         parts["inputs"] = step.inputs_signature()  # type: ignore[attr-defined]
-    fp = fingerprint(parts)
+    fp = given if cls.kind == "source" and given is not None else fingerprint(parts)
     if upstream is None:
         level = 0
     else:

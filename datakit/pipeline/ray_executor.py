@@ -23,8 +23,9 @@ The actors of a pass ask for resources over the steps they run in it (each step'
   more than there are shards to compute.
 
 The run directory must be on storage that every node sees, and every node must be able to import
-datakit and the recipe's step classes and read its input files; a worker that computes another
-fingerprint than the driver for any step refuses to run.
+datakit and the recipe's step classes. Only the driver reads the input files (workers take the
+sources' fingerprints from it); a worker that computes another fingerprint than the driver for any
+other step (other code or library versions) refuses to run.
 """
 
 from __future__ import annotations
@@ -189,12 +190,13 @@ class ShardWorker:
         self.error: Exception | None = None
         self.runtime = StepRuntime()
         try:
-            self.plan = build_plan(recipe, RunDir(run_root), store_sources=True)
+            sources = {step.id: fingerprints[step.id] for step in recipe.steps if step.input is None}
+            self.plan = build_plan(recipe, RunDir(run_root), store_sources=True, source_fingerprints=sources)
             changed = [n.id for n in self.plan.nodes if fingerprints.get(n.id) != n.fingerprint]
             if changed:
-                raise StepError(f"a Ray worker sees other code, parameters or input files than the driver for steps "
+                raise StepError(f"a Ray worker sees other code or library versions than the driver for steps "
                                 f"{', '.join(changed)} (their fingerprints differ); install the same versions "
-                                "and use paths every node reads alike")
+                                "on every node")
             root = self.plan.node(root_id)
             self.pass_ = next(p for p in self.plan.passes(root) if p.level == level)
         except Exception as exc:
