@@ -84,7 +84,7 @@ def run(
                   "fingerprints": {n.id: n.fingerprint for n in plan.nodes}}
         run_dir.write_info(record)
         started = time.perf_counter()
-        retried = _retry(plan, workers) if retry_failed else {}
+        retried = _retry(plan) if retry_failed else {}
         published = _execute(plan, executor, address, workers, progress)
         summary = build_summary(plan, published, time.perf_counter() - started, executor)
         if retried:
@@ -95,7 +95,7 @@ def run(
     return RunResult(run_dir.root, summary, retried)
 
 
-def _retry(plan: Plan, workers: int | None) -> dict[str, dict[str, int]]:
+def _retry(plan: Plan) -> dict[str, dict[str, int]]:
     from datakit.pipeline.retry import retry_failed
     from datakit.pipeline.shard_task import StepRuntime
 
