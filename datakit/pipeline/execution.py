@@ -97,6 +97,21 @@ def finalize_index(node: Node, num_shards: int) -> None:
     store.commit_final(num_shards)
 
 
+def close_pass(pass_: Pass, num_shards: int) -> None:
+    """Once every shard of a pass is committed: mark its outputs complete and finish the indexes built in it."""
+    for node in pass_.outputs:
+        node.store.mark_complete(num_shards)
+    for node in pass_.builds:
+        finalize_index(node, num_shards)
+
+
+def publish_sinks(pass_: Pass) -> dict[str, dict]:
+    """Publish every sink a finished pass wrote, by step id."""
+    count = pass_.root.store.complete()
+    assert count is not None
+    return {n.id: finish_sink(n, count) for n in pass_.outputs if n.kind == "sink"}
+
+
 def finish_sink(node: Node, num_shards: int) -> dict:
     """Publish a sink's stored shards, unless exactly these shard versions were published already."""
     store = node.store

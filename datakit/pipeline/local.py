@@ -13,13 +13,7 @@ import os
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
-from datakit.pipeline.execution import (
-    cut_shards,
-    finalize_index,
-    finish_sink,
-    needs_source,
-    pass_done,
-)
+from datakit.pipeline.execution import close_pass, cut_shards, needs_source, pass_done, publish_sinks
 from datakit.pipeline.plan import Pass, Plan
 from datakit.pipeline.progress import Progress
 from datakit.pipeline.shard_task import ShardTask, StepRuntime
@@ -53,13 +47,8 @@ class LocalExecutor:
             self._sweep(pass_, stream)
             count = root.store.complete()
             assert count is not None
-            for node in pass_.outputs:
-                node.store.mark_complete(count)
-            for node in pass_.builds:
-                finalize_index(node, count)
-        count = root.store.complete()
-        assert count is not None
-        return {n.id: finish_sink(n, count) for n in pass_.outputs if n.kind == "sink"}
+            close_pass(pass_, count)
+        return publish_sinks(pass_)
 
     def _sweep(self, pass_: Pass, stream: Any) -> None:
         shown = [n for n in self.plan.tree(pass_.root) if n.level == pass_.level and n.kind != "sink"

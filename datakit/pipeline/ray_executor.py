@@ -40,12 +40,7 @@ from typing import Any
 import pyarrow as pa
 
 from datakit.errors import DatakitError, StepError, UsageError
-from datakit.pipeline.execution import (
-    cut_shards,
-    finalize_index,
-    finish_sink,
-    pass_done,
-)
+from datakit.pipeline.execution import close_pass, cut_shards, pass_done, publish_sinks
 from datakit.pipeline.plan import Node, Pass, Plan, build_plan
 from datakit.pipeline.recipe import Recipe
 from datakit.pipeline.rundir import RunDir
@@ -96,13 +91,8 @@ class RayExecutor:
                 self._compute(pass_, count, bar)
             finally:
                 bar.close()
-            for node in pass_.outputs:
-                node.store.mark_complete(count)
-            for node in pass_.builds:
-                finalize_index(node, count)
-        count = root.store.complete()
-        assert count is not None
-        return {n.id: finish_sink(n, count) for n in pass_.outputs if n.kind == "sink"}
+            close_pass(pass_, count)
+        return publish_sinks(pass_)
 
     def _store_source(self, pass_: Pass, bar: Any) -> int:
         """Commit the source shards not stored yet (the first pass only); return the number of shards."""
