@@ -249,3 +249,16 @@ def test_setup_runs_once_per_process_and_engines_get_one_caller(tmp_path):
         assert Flow.most_calls == 1  # one shard at a time, as one batch
     finally:
         del service_steps.Engine
+
+
+def test_cli_retry_failed(tmp_path, capsys):
+    flag = tmp_path / "down"
+    flag.touch()
+    recipe = service_recipe(tmp_path, dedup=False, service={"down_flag": str(flag), "modulo": 4})
+    assert main(["run", str(recipe), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "ask failed" in out and "--retry-failed" in out
+    flag.unlink()
+    assert main(["run", str(recipe), "--retry-failed", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "failed rows of 'ask'" in out and "recovered" in out and "ask failed" not in out
