@@ -11,6 +11,12 @@ from typing import Any, Literal, Union
 _MISSING = dataclasses.MISSING
 
 
+def did_you_mean(word: Any, options: Any) -> str:
+    """' (did you mean 'x'?)' for the closest of `options` to a misspelt `word`, or ''."""
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
 def param(default: Any = _MISSING, *, help: str, default_factory: Any = _MISSING) -> Any:  # noqa: A002
     """A documented step parameter; `help` is shown by `datakit steps` and in error messages."""
     if default_factory is not _MISSING:
@@ -145,8 +151,7 @@ def build_params(params_cls: type, values: dict[str, Any]) -> Any:
     fields = {f.name: f for f in dataclasses.fields(params_cls)}
     for key in values:
         if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            hint = did_you_mean(key, fields)
             known = ", ".join(fields) or "none"
             raise ParamError(f"unknown parameter '{key}'{hint}; known parameters: {known}", str(key))
     checked = {}

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from datakit.errors import RecipeError
-from datakit.pipeline.params import ParamError, build_params
+from datakit.pipeline.params import ParamError, build_params, did_you_mean
 from datakit.pipeline.registry import lookup
 from datakit.pipeline.yaml_lines import LinedDict, LinedList, load_yaml, parse_scalar
 
@@ -155,13 +155,9 @@ def _err(message: str, path: str, node: Any, key: Any, dotted: str) -> RecipeErr
 
 
 def _check_recipe(doc: LinedDict, path: str) -> Recipe:
-    import difflib
-
     for key in doc:
         if key not in _TOP_KEYS:
-            close = difflib.get_close_matches(str(key), list(_TOP_KEYS), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise _err(f"unknown recipe key '{key}'{hint}", path, doc, key, str(key))
+            raise _err(f"unknown recipe key '{key}'{did_you_mean(key, _TOP_KEYS)}", path, doc, key, str(key))
 
     def typed(key: str, kind: type | tuple[type, ...], default: Any, minimum: float | None = None) -> Any:
         value = doc.get(key, default)
@@ -202,13 +198,9 @@ def _check_recipe(doc: LinedDict, path: str) -> Recipe:
 
 def _check_step(raw: LinedDict, i: int, previous: list[StepSpec], seen: dict[str, int], retries: int,
                 path: str, line: int | None) -> StepSpec:
-    import difflib
-
     for key in raw:
         if key not in _STEP_KEYS:
-            close = difflib.get_close_matches(str(key), list(_STEP_KEYS), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise _err(f"unknown step key '{key}'{hint}; step keys: {', '.join(_STEP_KEYS)}", path, raw, key, f"steps[{i}].{key}")
+            raise _err(f"unknown step key '{key}'{did_you_mean(key, _STEP_KEYS)}; step keys: {', '.join(_STEP_KEYS)}", path, raw, key, f"steps[{i}].{key}")
     step_id = raw.get("id")
     if not isinstance(step_id, str) or not _ID.match(step_id):
         raise _err("every step needs an 'id' of letters, digits, '_', '-' or '.'", path, raw, "id", f"steps[{i}].id")
@@ -273,11 +265,7 @@ def _check_graph(specs: list[StepSpec], path: str) -> None:
     by_id = {s.id: s for s in specs}
     for spec in specs:
         if spec.input is not None and spec.input not in by_id:
-            import difflib
-
-            close = difflib.get_close_matches(spec.input, list(by_id), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise RecipeError(f"input '{spec.input}' is not a step of this recipe{hint}", path=path, row=spec.line,
+            raise RecipeError(f"input '{spec.input}' is not a step of this recipe{did_you_mean(spec.input, by_id)}", path=path, row=spec.line,
                               field=f"steps.{spec.id}.input")
     for spec in specs:
         chain = [spec.id]

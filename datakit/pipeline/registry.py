@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from collections.abc import Callable
 from importlib.metadata import entry_points
 
+from datakit.pipeline.params import did_you_mean
 from datakit.pipeline.step import GlobalStep, MapStep, SinkStep, SourceStep, Step
 
 _KINDS = (SourceStep, MapStep, GlobalStep, SinkStep)
@@ -75,6 +75,4 @@ def lookup(uses: str) -> type[Step]:
         if not cls.name:
             cls.name = uses
         return cls
-    close = difflib.get_close_matches(uses, list(_REGISTRY), n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
-    raise LookupError(f"unknown step '{uses}'{hint}; 'datakit steps' lists them, or use 'package.module:Class'")
+    raise LookupError(f"unknown step '{uses}'{did_you_mean(uses, _REGISTRY)}; 'datakit steps' lists them, or use 'package.module:Class'")

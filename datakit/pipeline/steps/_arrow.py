@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pyarrow as pa
@@ -27,17 +28,23 @@ def _plain_type(tp: pa.DataType) -> pa.DataType:
     return _PLAIN.get(tp, tp)
 
 
-def frame(batch: pa.RecordBatch, columns: list[str], step_id: str, key: str) -> Any:
-    """A polars frame of just `columns` of `batch`, or a RecipeError naming the missing column."""
-    import polars as pl
-
+def require_columns(batch: pa.RecordBatch, columns: list[str], step_id: str, key: str) -> None:
+    """Raise a RecipeError naming the step parameter when `batch` lacks one of `columns`."""
     missing = [c for c in columns if c not in batch.schema.names]
     if missing:
         raise RecipeError(f"column '{missing[0]}' is not in the data; columns: {', '.join(batch.schema.names)}",
                           field=f"steps.{step_id}.with.{key}")
+
+
+def frame(batch: pa.RecordBatch, columns: list[str], step_id: str, key: str) -> Any:
+    """A polars frame of just `columns` of `batch`, or a RecipeError naming the missing column."""
+    import polars as pl
+
+    require_columns(batch, columns, step_id, key)
     return pl.from_arrow(batch.select(columns)) if columns else pl.DataFrame(height=batch.num_rows)
 
 
+@functools.lru_cache(maxsize=256)
 def sql_expr(text: str, key: str) -> Any:
     """Parse a SQL expression (polars dialect); a ValueError names the parameter, for recipe checking."""
     import polars as pl

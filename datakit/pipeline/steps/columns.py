@@ -14,7 +14,7 @@ from datakit.errors import RecipeError
 from datakit.pipeline.params import param
 from datakit.pipeline.registry import register
 from datakit.pipeline.step import MapResult, MapStep
-from datakit.pipeline.steps._arrow import frame, plain, sql_expr
+from datakit.pipeline.steps._arrow import frame, plain, require_columns, sql_expr
 
 
 @register("filter")
@@ -50,7 +50,7 @@ class Select(MapStep):
         columns: list[str] = param(help="columns to keep, in order")
 
     def process(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        frame(batch.slice(0, 0), self.params.columns, self.context.step_id, "columns")
+        require_columns(batch, self.params.columns, self.context.step_id, "columns")
         return batch.select(self.params.columns)
 
 
@@ -67,7 +67,7 @@ class Drop(MapStep):
 
     def process(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         if not self.params.missing_ok:
-            frame(batch.slice(0, 0), self.params.columns, self.context.step_id, "columns")
+            require_columns(batch, self.params.columns, self.context.step_id, "columns")
         keep = [n for n in batch.schema.names if n not in self.params.columns]
         return batch.select(keep)
 
@@ -88,7 +88,7 @@ class Rename(MapStep):
                 raise ValueError("two columns would get the same new name")
 
     def process(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        frame(batch.slice(0, 0), list(self.params.columns), self.context.step_id, "columns")
+        require_columns(batch, list(self.params.columns), self.context.step_id, "columns")
         names = [self.params.columns.get(n, n) for n in batch.schema.names]
         if len(set(names)) != len(names):
             raise RecipeError("renaming would give two columns the same name",
