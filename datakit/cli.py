@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from datakit import __version__
 from datakit.errors import DatakitError, UsageError
+from datakit.testing.families import FAMILIES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("recipe", metavar="RECIPE", help="the recipe's YAML file")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a recipe value, e.g. seed=3 or steps.keep.with.where='score > 0.5' (repeatable)")
+    run.add_argument("--profile", metavar="NAME",
+                     help="apply the recipe's named set of overrides (its 'profiles' section) before --set")
     run.add_argument("--resume", action="store_true", help="continue an interrupted run in the same run directory")
     run.add_argument("--overwrite", action="store_true", help="delete what the run directory holds and start over")
     run.add_argument("--retry-failed", action="store_true",
@@ -85,6 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
                                   description="List the record kinds datakit knows, or print one's JSON Schema.")
     schemas.add_argument("name", nargs="?", help="schema to print")
     schemas.add_argument("--arrow", action="store_true", help="print the Arrow schema derived for each style instead")
+
+    tiny = commands.add_parser(
+        "tiny-model", help="build a tiny random-weight model for offline tests",
+        description="Write a tiny chat model (or reward model) with random weights and a real chat format, which "
+        "loads in transformers and vLLM; prints its folder. A folder holding the same build is reused.")
+    tiny.add_argument("out", metavar="OUT", help="folder to write the model to")
+    tiny.add_argument("--family", default="llama3", help=f"chat format: {', '.join(FAMILIES)} (default llama3)")
+    tiny.add_argument("--reward", action="store_true", help="build a reward model (one-label sequence classifier)")
+    tiny.add_argument("--seed", type=_non_negative, default=0, metavar="N", help="weight seed (default 0)")
+    tiny.add_argument("--overwrite", action="store_true", help="rebuild even if OUT already holds this model")
     return parser
 
 
@@ -137,7 +150,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from datakit.pipeline.summary import render_summary
 
     progress = sys.stderr.isatty() if args.progress is None else args.progress
-    result = run(args.recipe, args.overrides, resume=args.resume, overwrite=args.overwrite,
+    result = run(args.recipe, args.overrides, profile=args.profile, resume=args.resume, overwrite=args.overwrite,
                  retry_failed=args.retry_failed, executor=args.executor, address=args.address,
                  workers=args.workers, progress=progress)
     if args.json:
@@ -190,7 +203,16 @@ def inspect_doc(cls: type) -> str:
     return inspect.cleandoc(cls.__doc__ or "")
 
 
-COMMANDS = {"validate": _cmd_validate, "run": _cmd_run, "steps": _cmd_steps, "schemas": _cmd_schemas}
+def _cmd_tiny_model(args: argparse.Namespace) -> int:
+    from datakit.testing import build_chat_model, build_reward_model
+
+    build = build_reward_model if args.reward else build_chat_model
+    print(build(args.out, args.family, seed=args.seed, overwrite=args.overwrite))
+    return 0
+
+
+COMMANDS = {"validate": _cmd_validate, "run": _cmd_run, "steps": _cmd_steps, "schemas": _cmd_schemas,
+            "tiny-model": _cmd_tiny_model}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

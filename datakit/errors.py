@@ -84,3 +84,9 @@ class RunStateError(DatakitError):
     """A run directory in a state the command cannot work with: interrupted, locked, or not a run (exit 2)."""
 
     exit_code = 2
+
+
+class EngineError(DatakitError):
+    """A model or engine that cannot be used: missing package, unloadable model, unsupported option (exit 2)."""
+
+    exit_code = 2

@@ -60,6 +60,8 @@ def type_name(tp: Any) -> str:
         return f"list of {type_name(args[0])}" if args else "list"
     if origin is dict:
         return f"mapping of text to {type_name(args[1])}" if args else "mapping"
+    if dataclasses.is_dataclass(tp):
+        return f"{tp.__name__} mapping"
     return {str: "text", int: "integer", float: "number", bool: "true/false", Any: "any value"}.get(tp, str(tp))
 
 
@@ -108,6 +110,15 @@ def _check(value: Any, tp: Any, key: str) -> Any:
                 raise ParamError(f"keys must be text, got {_kind(k)}", key)
             out[k] = _check(v, value_type, f"{key}.{k}")
         return out
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ParamError(f"expected a mapping ({tp.__name__}), got {_kind(value)}", key)
+        try:
+            return build_params(tp, value)
+        except ParamError as exc:
+            raise ParamError(exc.message, f"{key}.{exc.key}" if exc.key else key) from None
     if tp is bool:
         if isinstance(value, bool):
             return value

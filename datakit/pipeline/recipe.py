@@ -22,8 +22,11 @@ Every problem is reported with the recipe's file, the line and the dotted key.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +45,8 @@ _TOP_KEYS = {
     "workers": "threads that process shards at once in the local executor (default: one per core)",
     "retries": "retries for transient errors, for every step (default 3)",
     "retry_backoff": "seconds before the first retry, doubled each time (default 1.0)",
+    "profiles": "named sets of overrides chosen with --profile, e.g. profiles: {tiny: {models.policy.path: ...}}",
+    "models": "named models that steps refer to by name, e.g. models: {policy: {path: org/model, engine: vllm}}",
     "steps": "the list of steps",
 }
 _STEP_KEYS = {
@@ -98,8 +103,13 @@ class Recipe:
         return [s for s in self.steps if s.input == step_id]
 
 
-def load_recipe(path: str | os.PathLike[str], overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
-    """Read, override (`key=value`, dotted keys, steps by id: `steps.filter.with.where=...`) and check a recipe."""
+def load_recipe(path: str | os.PathLike[str], overrides: list[str] | tuple[str, ...] = (),
+                profile: str | None = None) -> Recipe:
+    """Read, override and check a recipe.
+
+    A `profile` applies one named set of overrides from the recipe's `profiles` section first; then each
+    `key=value` of `overrides` (dotted keys, steps by id: `steps.filter.with.where=...`) in order.
+    """
     display = os.fspath(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -110,18 +120,33 @@ def load_recipe(path: str | os.PathLike[str], overrides: list[str] | tuple[str, 
     document = load_yaml(text, display)
     if not isinstance(document, dict):
         raise RecipeError("a recipe is a mapping with a 'steps' list", path=display, row=1)
+    if profile is not None:
+        for key, value in _profile(document, profile, display).items():
+            _set_value(document, str(key), value, display, f"profiles.{profile}.{key}")
     for item in overrides:
-        _apply_override(document, item, display)
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise RecipeError(f"--set expects key=value, got '{item}'", path=display, field=item)
+        _set_value(document, key.strip(), parse_scalar(raw), display, f"--set {key.strip()}")
     return _check_recipe(document, display)
 
 
-def _apply_override(document: LinedDict, item: str, path: str) -> None:
-    key, sep, raw = item.partition("=")
-    if not sep or not key.strip():
-        raise RecipeError(f"--set expects key=value, got '{item}'", path=path, field=item)
-    parts = key.strip().split(".")
-    value = parse_scalar(raw)
-    where = f"--set {key.strip()}"
+def _profile(document: LinedDict, name: str, path: str) -> dict[str, Any]:
+    """The overrides of profile `name` from the recipe's `profiles` section."""
+    profiles = document.get("profiles") or {}
+    if not isinstance(profiles, dict) or not all(isinstance(v, dict) for v in profiles.values()):
+        raise _err("'profiles' maps names to overrides, e.g. {tiny: {steps.gen.with.count: 8}}",
+                   path, document, "profiles", "profiles")
+    if name not in profiles:
+        known = ", ".join(profiles) or "none defined"
+        raise RecipeError(f"no profile named '{name}'{did_you_mean(name, profiles)}; profiles: {known}",
+                          path=path, field="--profile")
+    return profiles[name]
+
+
+def _set_value(document: LinedDict, key: str, value: Any, path: str, where: str) -> None:
+    """Set a dotted recipe key (`seed`, `models.policy.path`, `steps.<id>.with.<param>`) to `value`."""
+    parts = key.split(".")
     if parts[0] == "steps":
         if len(parts) < 3:
             raise RecipeError("address a step setting as steps.<id>.<key>[.<param>]", path=path, field=where)
@@ -181,6 +206,9 @@ def _check_recipe(doc: LinedDict, path: str) -> Recipe:
     retries = typed("retries", int, 3, minimum=0)
     retry_backoff = float(typed("retry_backoff", (int, float), 1.0, minimum=0))
 
+    models = doc.get("models") or {}
+    if not isinstance(models, dict) or not all(isinstance(v, dict) for v in models.values()):
+        raise _err("'models' maps names to model settings, e.g. {policy: {path: org/model}}", path, doc, "models", "models")
     steps_doc = doc.get("steps")
     if not isinstance(steps_doc, list) or not steps_doc:
         raise _err("'steps' must be a non-empty list of steps", path, doc, "steps", "steps")
@@ -190,14 +218,14 @@ def _check_recipe(doc: LinedDict, path: str) -> Recipe:
         line = steps_doc.line_of(i) if isinstance(steps_doc, LinedList) else None
         if not isinstance(raw, dict):
             raise RecipeError("each step is a mapping with 'id' and 'uses'", path=path, row=line, field=f"steps[{i}]")
-        specs.append(_check_step(raw, i, specs, seen, retries, path, line))
+        specs.append(_check_step(raw, i, specs, seen, retries, models, path, line))
     _check_graph(specs, path)
     plain = _plain(doc)
     return Recipe(path, name, description, seed, output, shard_rows, workers, retries, retry_backoff, specs, plain)
 
 
 def _check_step(raw: LinedDict, i: int, previous: list[StepSpec], seen: dict[str, int], retries: int,
-                path: str, line: int | None) -> StepSpec:
+                models: dict[str, Any], path: str, line: int | None) -> StepSpec:
     for key in raw:
         if key not in _STEP_KEYS:
             raise _err(f"unknown step key '{key}'{did_you_mean(key, _STEP_KEYS)}; step keys: {', '.join(_STEP_KEYS)}", path, raw, key, f"steps[{i}].{key}")
@@ -218,6 +246,7 @@ def _check_step(raw: LinedDict, i: int, previous: list[StepSpec], seen: dict[str
     values = raw.get("with") or {}
     if not isinstance(values, dict):
         raise _err("'with' must be a mapping of parameters", path, raw, "with", f"{where}.with")
+    values = _resolve_models(cls.Params, values, models, path, f"{where}.with")
     try:
         params = build_params(cls.Params, values)
     except ParamError as exc:
@@ -258,6 +287,31 @@ def _check_step(raw: LinedDict, i: int, previous: list[StepSpec], seen: dict[str
     line = raw.line if isinstance(raw, LinedDict) else line
     return StepSpec(step_id, uses, cls, params, upstream, persist, step_retries,
                     {k: float(v) for k, v in resources.items()}, line)
+
+
+def _resolve_models(params_cls: type, values: dict[str, Any], models: dict[str, Any], path: str,
+                    where: str) -> dict[str, Any]:
+    """Replace a model parameter given as a name (`model: policy`) by that entry of the recipe's `models`."""
+    hints = typing.get_type_hints(params_cls)
+    resolved = dict(values)
+    for key, value in values.items():
+        if not isinstance(value, str) or not any(dataclasses.is_dataclass(t) for t in _members(hints.get(key))):
+            continue
+        if value not in models:
+            known = ", ".join(models) or "none defined"
+            raise _err(f"no model named '{value}' under 'models'{did_you_mean(value, models)}; models: {known}",
+                       path, values, key, f"{where}.{key}")
+        resolved[key] = models[value]
+    if isinstance(values, LinedDict):
+        lined = LinedDict(resolved)
+        lined.lines.update(values.lines)
+        lined.line = values.line
+        return lined
+    return resolved
+
+
+def _members(tp: Any) -> tuple[Any, ...]:
+    return typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else (tp,)
 
 
 def _check_graph(specs: list[StepSpec], path: str) -> None:

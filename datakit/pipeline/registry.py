@@ -16,6 +16,12 @@ _BUILTIN_MODULES = (
     "datakit.pipeline.steps.columns",
     "datakit.pipeline.steps.sampling",
     "datakit.pipeline.steps.dedup",
+    "datakit.generate.magpie.steps",
+    "datakit.generate.magpie.filter",
+    "datakit.generate.responses",
+    "datakit.label.tags",
+    "datakit.label.rewards",
+    "datakit.label.pairing",
 )
 _loaded = False
 

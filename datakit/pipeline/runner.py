@@ -41,6 +41,7 @@ def run(
     recipe: str | os.PathLike[str] | Recipe,
     overrides: list[str] | tuple[str, ...] = (),
     *,
+    profile: str | None = None,
     resume: bool = False,
     overwrite: bool = False,
     retry_failed: bool = False,
@@ -53,7 +54,8 @@ def run(
 
     A run directory that holds an interrupted run is only continued with `resume=True` (or wiped
     with `overwrite=True`); a finished one is re-run, reusing every step whose fingerprint is
-    unchanged. `retry_failed=True` first re-attempts the rows stored steps failed.
+    unchanged. `retry_failed=True` first re-attempts the rows stored steps failed. `profile` picks
+    a named set of overrides from the recipe's `profiles`, applied before `overrides`.
     """
     if executor not in EXECUTORS:
         raise UsageError(f"unknown executor '{executor}'; choose one of: {', '.join(EXECUTORS)}")
@@ -61,7 +63,7 @@ def run(
         raise UsageError("--address is for the ray executor")
     if resume and overwrite:
         raise UsageError("--resume and --overwrite contradict each other")
-    checked = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
+    checked = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides, profile)
     run_dir = RunDir(checked.output)
     with run_dir.locked():
         info = run_dir.info()

@@ -171,3 +171,53 @@ def test_steps_command_lists_and_describes(capsys):
     out = capsys.readouterr().out
     assert "fraction: number (required)" in out and "by: list of text or null (default null)" in out
     assert main(["steps", "nope"]) == 2
+
+
+MODELS = """\
+name: gen
+models:
+  policy:
+    path: org/chat-model
+    engine: vllm
+profiles:
+  small:
+    models.policy.path: local/tiny
+    steps.slots.with.count: 4
+steps:
+  - id: slots
+    uses: slots
+    with:
+      count: 100
+  - id: instructions
+    uses: magpie_instructions
+    with:
+      model: policy
+      samples: 2
+"""
+
+
+def test_models_are_named_once_and_checked_like_parameters(tmp_path):
+    r = load_recipe(recipe(tmp_path, MODELS))
+    spec = r.step("instructions").params.model
+    assert (spec.path, spec.engine) == ("org/chat-model", "vllm")
+    r = load_recipe(recipe(tmp_path, MODELS), ["models.policy.engine=transformers"])
+    assert r.step("instructions").params.model.engine == "transformers"
+    e = error_of(recipe(tmp_path, MODELS.replace("model: policy", "model: polcy")))
+    assert e.field == "steps.instructions.with.model" and "did you mean 'policy'" in e.message and e.row == 18
+    e = error_of(recipe(tmp_path, MODELS.replace("engine: vllm", "engine: vlm")))
+    assert e.field == "steps.instructions.with.model.engine" and "one of 'vllm'" in e.message
+    e = error_of(recipe(tmp_path, MODELS.replace("engine: vllm", "engin: vllm")))
+    assert e.field == "steps.instructions.with.model.engin" and "did you mean 'engine'" in e.message
+    inline = MODELS.replace("model: policy", "model: {path: other/model, engine: transformers}")
+    assert load_recipe(recipe(tmp_path, inline)).step("instructions").params.model.path == "other/model"
+
+
+def test_profiles_apply_before_set(tmp_path):
+    path = recipe(tmp_path, MODELS)
+    r = load_recipe(path, profile="small")
+    assert r.step("instructions").params.model.path == "local/tiny" and r.step("slots").params.count == 4
+    r = load_recipe(path, ["steps.slots.with.count=9"], profile="small")
+    assert r.step("slots").params.count == 9
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path, profile="smal")
+    assert info.value.field == "--profile" and "did you mean 'small'" in info.value.message

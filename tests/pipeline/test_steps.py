@@ -160,3 +160,29 @@ def test_dedup_merges_its_index_in_groups_when_it_is_large(tmp_path, monkeypatch
     assert np.load(offsets[0]).shape[0] > 1
     expected = reference(1500).unique(subset=["text"], keep="first", maintain_order=True)
     assert out.column("id").to_pylist() == expected["id"].to_list()
+
+
+def test_top_k_keeps_the_largest_values_in_order_whatever_the_sharding(tmp_path):
+    expected = reference().with_row_index("pos").sort(["score", "pos"], descending=[True, False]).head(37)
+    expected_ids = sorted(expected["id"].to_list())
+    for shard_rows in (70, 600):
+        out = run_steps(tmp_path, [{"id": "best", "uses": "top_k", "with": {"by": "score", "k": 37}}],
+                        shard_rows=shard_rows, name=f"k{shard_rows}")
+        assert sorted(out.column("id").to_pylist()) == expected_ids
+        ids = out.column("id").to_pylist()
+        assert ids == sorted(ids)  # original order kept
+    low = run_steps(tmp_path, [{"id": "worst", "uses": "top_k", "with": {"by": "score", "k": 5, "descending": False}}],
+                    name="low")
+    assert sorted(low.column("score").to_pylist()) == sorted(reference()["score"].to_list())[:5]
+    with pytest.raises(RecipeError, match="numeric column"):
+        run_steps(tmp_path, [{"id": "bad", "uses": "top_k", "with": {"by": "text", "k": 5}}], name="bad")
+
+
+def test_slots_numbers_rows_for_generators(tmp_path):
+    recipe = write_recipe(tmp_path / "s.yaml", [{"id": "slots", "uses": "slots", "with": {"count": 250}},
+                                                 {"id": "save", "uses": "write"}],
+                          name="s", output=str(tmp_path / "s"), shard_rows=100)
+    result = run(recipe)
+    out = read_output(result.output())
+    assert out.column("slot").to_pylist() == list(range(250))
+    assert result.summary["steps"][0]["out"] == 250

@@ -144,3 +144,29 @@ def _publish_shard(shard: Path, target: Path, schema: pa.Schema | None, fmt: str
             frame.write_ndjson(handle)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+@register("slots")
+class Slots(SourceStep):
+    """`count` rows numbered 0..count-1 in a `slot` column: the start of generators that make rows from nothing.
+
+    A generation step gives each slot its own seed (run seed, step id and slot number), so a
+    generated dataset is reproducible and a resumed run draws exactly what it would have drawn.
+    """
+
+    @dataclass(frozen=True)
+    class Params:
+        count: int = param(help="how many rows to create")
+
+        def __post_init__(self) -> None:
+            if self.count < 1:
+                raise ValueError(f"count must be at least 1, got {self.count}")
+
+    def read(self) -> Iterator[pa.RecordBatch]:
+        step = 65_536
+        for start in range(0, self.params.count, step):
+            stop = min(start + step, self.params.count)
+            yield pa.record_batch([pa.array(range(start, stop), pa.int64())], names=["slot"])
+
+    def inputs_signature(self) -> Any:
+        return {"count": self.params.count}

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
+from datakit.errors import RecipeError
 from datakit.pipeline.params import param
 from datakit.pipeline.registry import register
 from datakit.pipeline.rundir import read_json, write_json
@@ -127,3 +128,59 @@ class Limit(GlobalStep):
         start = json.loads((index.final / "starts.json").read_text())[shard]
         keep = max(0, min(batch.num_rows, self.params.rows - start))
         return MapResult(batch.slice(0, keep), dropped={"over_limit": batch.num_rows - keep})
+
+
+@register("top_k")
+class TopK(GlobalStep):
+    """Keep the `k` rows with the largest (or smallest) value of one numeric column, in their original order.
+
+    Ties at the cut are broken by position (earlier shard and row first), so the result does not
+    depend on worker count or executor. Rows whose value is null never make the cut.
+    """
+
+    @dataclass(frozen=True)
+    class Params:
+        by: str = param(help="numeric column to rank rows by")
+        k: int = param(help="how many rows to keep")
+        descending: bool = param(True, help="keep the largest values (false: the smallest)")
+
+        def __post_init__(self) -> None:
+            if self.k < 0:
+                raise ValueError(f"k must be 0 or more, got {self.k}")
+
+    def _keys(self, shard: int, batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray]:
+        from datakit.pipeline.steps._arrow import require_columns
+
+        require_columns(batch, [self.params.by], self.context.step_id, "by")
+        column = batch.column(self.params.by)
+        if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
+            raise RecipeError(f"top_k ranks by a numeric column; '{self.params.by}' holds {column.type}",
+                              field=f"steps.{self.context.step_id}.with.by")
+        values = pc.fill_null(pc.cast(column, pa.float64()), np.nan).to_numpy(zero_copy_only=False)
+        values = -values if self.params.descending else values.copy()
+        values[np.isnan(values)] = np.inf  # nulls and NaNs rank last
+        positions = (np.int64(shard) << np.int64(32)) + np.arange(batch.num_rows, dtype=np.int64)
+        return values, positions
+
+    def build(self, shard: int, batch: pa.RecordBatch, part: Path) -> None:
+        values, positions = self._keys(shard, batch)
+        order = np.lexsort((positions, values))[: self.params.k]
+        np.save(part / "values.npy", values[order])
+        np.save(part / "positions.npy", positions[order])
+
+    def finalize(self, index: Index, final: Path) -> None:
+        values = [np.load(index.part(k) / "values.npy") for k in range(index.num_shards or 0)]
+        positions = [np.load(index.part(k) / "positions.npy") for k in range(index.num_shards or 0)]
+        values_all = np.concatenate(values) if values else np.empty(0)
+        positions_all = np.concatenate(positions) if positions else np.empty(0, dtype=np.int64)
+        keep = np.isfinite(values_all)
+        values_all, positions_all = values_all[keep], positions_all[keep]
+        order = np.lexsort((positions_all, values_all))[: self.params.k]
+        np.save(final / "kept.npy", np.sort(positions_all[order]))
+
+    def apply(self, shard: int, batch: pa.RecordBatch | None, index: Index) -> MapResult:
+        assert batch is not None
+        kept = np.load(index.final / "kept.npy")
+        _, positions = self._keys(shard, batch)
+        mask = np.isin(positions, kept)
+        return MapResult(batch.filter(pa.array(mask)), dropped={"not_top_k": int(batch.num_rows - mask.sum())})

@@ -1,0 +1,1 @@
+"""Labeling: judge tags, reward scores, and pairing scored responses into preference data."""

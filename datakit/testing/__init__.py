@@ -1,0 +1,8 @@
+"""Offline test helpers: tiny random chat and reward models in real chat formats, and a small sentence embedder."""
+
+from __future__ import annotations
+
+from datakit.testing.families import FAMILIES
+from datakit.testing.models import build_chat_model, build_reward_model, minilm_path
+
+__all__ = ["FAMILIES", "build_chat_model", "build_reward_model", "minilm_path"]
