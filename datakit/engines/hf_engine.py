@@ -62,13 +62,15 @@ class HFEngine(Engine):
         except Exception as exc:  # missing files, bad config, size mismatch...: cannot load
             raise EngineError(f"transformers cannot load {spec.path!r}: {exc}") from exc
         defaults = model.generation_config
+        # vLLM stops at the tokenizer's EOS and at every EOS id of the model's generation config.
         eos = defaults.eos_token_id
-        eos_ids = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
-        if self._tokenizer.eos_token_id is not None:
-            eos_ids.add(self._tokenizer.eos_token_id)
+        eos_ids = set(eos) if isinstance(eos, list) else {eos} - {None}
+        tokenizer_eos = self._tokenizer.eos_token_id
+        if tokenizer_eos is not None:
+            eos_ids.add(tokenizer_eos)
         self._eos_ids = frozenset(eos_ids)
-        # the token a finished answer ends with (choice scoring): the tokenizer's EOS, e.g. <|eot_id|> for Llama 3
-        self._eos_id = self._tokenizer.eos_token_id if self._tokenizer.eos_token_id is not None else min(eos_ids, default=None)
+        # what a finished answer ends with when scoring choices, e.g. <|eot_id|> for Llama 3 chat models
+        self._eos_id = tokenizer_eos if tokenizer_eos is not None else min(eos_ids, default=None)
         pad = self._tokenizer.pad_token_id
         self._pad_id = pad if pad is not None else min(eos_ids, default=0)
         # Keep only the model's stop tokens from its generation defaults, as vLLM does: a checkpoint's
@@ -192,49 +194,49 @@ class HFEngine(Engine):
         assert p.choice is not None
         eos = [] if self._eos_id is None else [self._eos_id]
         options = [self._tokenizer(o, add_special_tokens=False)["input_ids"] + eos for o in p.choice]
-        pairs = [(prompt, option) for prompt in prompts for option in options]
-        token_logprobs = self._score(pairs)
+        token_logprobs = self._score([(prompt, option) for prompt in prompts for option in options])
         totals = torch.tensor([sum(lp) for lp in token_logprobs]).view(len(prompts), len(options))
         results = []
         for k in range(len(prompts)):
-            picks = []
-            for j in range(p.n):
-                if p.temperature == 0:
-                    picks.append(int(totals[k].argmax()))
-                else:
-                    scores = _warp(totals[k : k + 1], p.temperature, p.top_p)
-                    generator = torch.Generator().manual_seed(seeds[k * p.n + j])
-                    picks.append(int(torch.multinomial(scores.softmax(-1), 1, generator=generator)))
-            results.append(
-                [
-                    Completion(
-                        p.choice[o],
-                        list(options[o]),
-                        "stop",
-                        None,
-                        token_logprobs[k * len(options) + o] if p.logprobs is not None else None,
-                    )
-                    for o in picks
-                ]
-            )
+            if p.temperature == 0:
+                picks = [int(totals[k].argmax())] * p.n
+            else:
+                probs = _warp(totals[k : k + 1], p.temperature, p.top_p).softmax(-1)
+                generators = [torch.Generator().manual_seed(seed) for seed in seeds[k * p.n : (k + 1) * p.n]]
+                picks = [int(torch.multinomial(probs, 1, generator=g)) for g in generators]
+            results.append([
+                Completion(p.choice[o], list(options[o]), "stop", None,
+                           token_logprobs[k * len(options) + o] if p.logprobs is not None else None)
+                for o in picks
+            ])
         return results
 
     def _score(self, pairs: list[tuple[list[int], list[int]]]) -> list[list[float]]:
-        """Log-probability of each continuation token given the prompt, for (prompt, continuation) pairs."""
+        """Log-probability of each continuation token given the prompt, for (prompt, continuation) pairs.
+
+        Rows are left-padded so every continuation ends at the last position, and only the last positions'
+        logits are computed (a full vocabulary for every prompt position would not fit for long prompts).
+        """
         scores: list[list[float]] = []
         for start in range(0, len(pairs), self.spec.batch_size):
             batch = pairs[start : start + self.spec.batch_size]
             rows = [prompt + cont for prompt, cont in batch]
             width = max(len(row) for row in rows)
-            # Right padding keeps the real tokens at positions 0..len-1.
-            input_ids = torch.tensor([r + [self._pad_id] * (width - len(r)) for r in rows], device=self.device)
-            mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=self.device)
+            keep = max(len(cont) for _, cont in batch) + 1
+            input_ids = torch.tensor([[self._pad_id] * (width - len(r)) + r for r in rows], device=self.device)
+            mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=self.device)
             with torch.inference_mode():
-                logprobs = self._model(input_ids=input_ids, attention_mask=mask).logits.float().log_softmax(-1)
-            for b, (prompt, cont) in enumerate(batch):
-                positions = torch.arange(len(prompt) - 1, len(prompt) + len(cont) - 1, device=self.device)
-                targets = torch.tensor(cont, device=self.device)
-                scores.append(logprobs[b, positions, targets].tolist())
+                logits = self._model(
+                    input_ids=input_ids,
+                    attention_mask=mask,
+                    position_ids=(mask.cumsum(-1) - 1).clamp(min=0),  # real tokens count from 0 despite padding
+                    logits_to_keep=keep,
+                ).logits
+            logprobs = logits.float().log_softmax(-1)
+            for b, (_, cont) in enumerate(batch):
+                # logits at position i predict token i + 1: the continuation is predicted by positions -len-1 .. -2
+                predicted = logprobs[b, keep - len(cont) - 1 : keep - 1]
+                scores.append(predicted.gather(1, torch.tensor(cont, device=self.device)[:, None])[:, 0].tolist())
         return scores
 
     def _grammar(self, p: SamplingParams) -> Any:

@@ -24,7 +24,8 @@ class ModelSpec:
                                             "(an OpenAI-compatible server at base_url)")
     revision: str | None = param(None, help="Hub revision (branch, tag or commit) for reproducible runs")
     tokenizer: str | None = param(None, help="tokenizer folder or Hub id when it differs from the model's")
-    dtype: str = param("auto", help="weights dtype: auto, bfloat16, float16 or float32")
+    dtype: str = param("auto", help="weights dtype: auto (the model's; float32 with vLLM on CPU), bfloat16, "
+                                    "float16 or float32")
     max_model_len: int | None = param(None, help="longest prompt plus completion, in tokens (default: the model's)")
     seed: int = param(0, help="engine seed (requests carry their own seeds as well)")
     # vLLM

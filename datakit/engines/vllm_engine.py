@@ -57,7 +57,8 @@ class VLLMEngine(Engine):
             "model": spec.path,
             "revision": spec.revision,
             "tokenizer": spec.tokenizer,
-            "dtype": spec.dtype,
+            # bfloat16 kernels crash some CPUs without native bf16 support (SIGILL); float32 is safe there.
+            "dtype": "float32" if on_cpu and spec.dtype == "auto" else spec.dtype,
             "seed": spec.seed,
             "tensor_parallel_size": spec.tensor_parallel_size,
             "gpu_memory_utilization": spec.gpu_memory_utilization,

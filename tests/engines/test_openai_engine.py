@@ -161,12 +161,13 @@ def ok_without_token_ids(call: int, body: dict[str, Any]) -> Reply:
 
 
 def test_fake_concurrency_bound_and_order(fake):
-    server = fake(lambda call, body: Reply(200, canned_completion(body, [1]), delay=0.2))
+    # Each answer takes long enough that a busy machine still gets all permitted requests in flight together.
+    server = fake(lambda call, body: Reply(200, canned_completion(body, [1]), delay=0.5))
     engine = fake_engine(server.url, concurrency=3)
-    prompts = [f"prompt {i}" for i in range(9)]
+    prompts = [f"prompt {i}" for i in range(7)]
     out = engine.generate(prompts, SamplingParams(max_tokens=4))
     engine.close()
-    assert server.calls == 9
+    assert server.calls == 7
     assert server.peak == 3
     assert [json.loads(g.completions[0].text) for g in out] == prompts
 

