@@ -22,8 +22,8 @@ from datakit.engines.spec import EmbedderSpec, ModelSpec, RewardSpec
 __all__ = [
     "ENGINES",
     "Completion",
-    "EmbedderSpec",
     "Embedder",
+    "EmbedderSpec",
     "Engine",
     "Generation",
     "Message",

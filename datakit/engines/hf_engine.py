@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -81,6 +82,7 @@ class HFEngine(Engine):
         self._model = model.to(self.device).eval()
         self._rng = random.Random(spec.seed)
         self._grammar_compiler: Any = None
+        self._lock = threading.Lock()
 
     @property
     def tokenizer(self) -> Any:
@@ -90,7 +92,12 @@ class HFEngine(Engine):
         self, prompts: Sequence[Prompt], params: SamplingParams | Sequence[SamplingParams]
     ) -> list[Generation]:
         """Generate for every prompt, batching requests that differ at most in their seed."""
-        params = per_prompt(params, len(prompts))
+        # One caller at a time: steps sharing this engine may run in different threads, and the model,
+        # the engine's random state and the grammar compiler are shared.
+        with self._lock:
+            return self._generate(prompts, per_prompt(params, len(prompts)))
+
+    def _generate(self, prompts: Sequence[Prompt], params: list[SamplingParams]) -> list[Generation]:
         ids = encode_prompts(self._tokenizer, prompts)
         limit = self.spec.max_model_len
         if limit is not None and any(len(row) >= limit for row in ids):
@@ -138,7 +145,9 @@ class HFEngine(Engine):
         if recorder:
             processors.append(recorder)
         if p.repetition_penalty != 1.0:
-            processors.append(_RepetitionPenalty(p.repetition_penalty, rows, self._model.config.vocab_size, self.device))
+            processors.append(
+                _RepetitionPenalty(p.repetition_penalty, rows, self._model.config.vocab_size, self.device)
+            )
         if p.temperature > 0:
             processors.append(_GumbelSampler(p.temperature, p.top_p, seeds, self.device))
         config = transformers.GenerationConfig(
@@ -204,11 +213,11 @@ class HFEngine(Engine):
                 probs = _warp(totals[k : k + 1], p.temperature, p.top_p).softmax(-1)
                 generators = [torch.Generator().manual_seed(seed) for seed in seeds[k * p.n : (k + 1) * p.n]]
                 picks = [int(torch.multinomial(probs, 1, generator=g)) for g in generators]
-            results.append([
-                Completion(p.choice[o], list(options[o]), "stop", None,
-                           token_logprobs[k * len(options) + o] if p.logprobs is not None else None)
-                for o in picks
-            ])
+            scored = token_logprobs[k * len(options) : (k + 1) * len(options)]
+            wanted = p.logprobs is not None
+            results.append(
+                [Completion(p.choice[o], list(options[o]), "stop", None, scored[o] if wanted else None) for o in picks]
+            )
         return results
 
     def _score(self, pairs: list[tuple[list[int], list[int]]]) -> list[list[float]]:
@@ -249,13 +258,14 @@ class HFEngine(Engine):
             self._grammar_compiler = xgr.GrammarCompiler(info)
         try:
             if p.json_schema is not None:
-                return self._grammar_compiler.compile_json_schema(json.dumps(p.json_schema))
+                # compact JSON, as the vllm engine asks for: no runaway whitespace between tokens
+                return self._grammar_compiler.compile_json_schema(json.dumps(p.json_schema), any_whitespace=False)
             return self._grammar_compiler.compile_regex(p.regex)
         except RuntimeError as exc:
             raise EngineError(f"xgrammar cannot compile the requested output format: {exc}") from exc
 
 
-def _shortest_prefix(tokens: list[int], contains: Any) -> int:
+def _shortest_prefix(tokens: list[int], contains: Callable[[int], bool]) -> int:
     """The smallest k with `contains(k)` true, by bisection (`contains(len(tokens))` is known to hold)."""
     low, high = 1, len(tokens)
     while low < high:

@@ -60,9 +60,7 @@ class RewardModel:
             width = max(len(ids[i]) for i in batch)
             # Right padding: positions of real tokens stay 0..len-1 without passing position ids.
             input_ids = torch.tensor([ids[i] + [pad] * (width - len(ids[i])) for i in batch], device=self.device)
-            mask = torch.tensor(
-                [[1] * len(ids[i]) + [0] * (width - len(ids[i])) for i in batch], device=self.device
-            )
+            mask = torch.tensor([[1] * len(ids[i]) + [0] * (width - len(ids[i])) for i in batch], device=self.device)
             with torch.inference_mode():
                 logits = self._model(input_ids=input_ids, attention_mask=mask).logits
             scores[batch] = logits[:, 0].float().cpu().numpy()

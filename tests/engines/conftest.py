@@ -95,14 +95,18 @@ def check_stops_and_length(engine: Engine) -> None:
     tokens, text = greedy(engine, CHAT)
     special = set(engine.tokenizer.all_special_ids)
     k = next(k for k in range(2, len(tokens)) if tokens[k] not in tokens[:k] and tokens[k] not in special)
-    (stopped,) = engine.generate([CHAT], SamplingParams(temperature=0, max_tokens=40, stop_token_ids=(tokens[k],)))[0]\
-        .completions
+    by_token = SamplingParams(temperature=0, max_tokens=40, stop_token_ids=(tokens[k],))
+    (stopped,) = engine.generate([CHAT], by_token)[0].completions
     assert (stopped.finish_reason, stopped.stop_reason) == ("stop", tokens[k])
     assert stopped.token_ids == tokens[: k + 1]
     assert text.startswith(stopped.text) and len(stopped.text) < len(text)
 
-    m = next(m for m in range(len(text) // 3, len(text) - 2)
-             if text.find(text[m : m + 2]) == m and text[m : m + 2].isprintable() and text[m : m + 2].strip())
+    # a two-character stop string that first occurs past the first third of the text
+    m = next(
+        m
+        for m in range(len(text) // 3, len(text) - 2)
+        if text.find(text[m : m + 2]) == m and text[m : m + 2].isprintable() and text[m : m + 2].strip()
+    )
     stop = text[m : m + 2]
     (cut,) = engine.generate([CHAT], SamplingParams(temperature=0, max_tokens=40, stop=(stop,)))[0].completions
     assert (cut.finish_reason, cut.stop_reason, cut.text) == ("stop", stop, text[:m])
@@ -157,4 +161,3 @@ def check_mixed_params(engine: Engine) -> None:
     assert generations[0].completions == generations[3].completions
     with pytest.raises(ValueError):
         engine.generate(["Hello", "Hi"], params)
-

@@ -71,3 +71,19 @@ def test_classifier_with_several_labels_is_rejected(tmp_path: Path, reward_model
 def test_unloadable_reward_model_is_engine_error(tmp_path: Path) -> None:
     with pytest.raises(EngineError, match="cannot load"):
         load_reward_model(RewardSpec(path=str(tmp_path / "missing")))
+
+
+def test_tokenizer_without_pad_token_pads_with_eos(tmp_path: Path, reward_model: Path) -> None:
+    import json
+    import shutil
+
+    folder = shutil.copytree(reward_model, tmp_path / "no-pad")
+    for name, key in (("tokenizer_config.json", "pad_token"), ("config.json", "pad_token_id")):
+        settings = json.loads((folder / name).read_text())
+        settings.pop(key, None)
+        (folder / name).write_text(json.dumps(settings))
+    scorer = load_reward_model(RewardSpec(path=str(folder), device="cpu", batch_size=3))
+    assert scorer._tokenizer.pad_token_id == scorer._tokenizer.eos_token_id
+    conversations = [conversation("Hi", "Hello!"), conversation("Name a color.", "Blue, a calm and deep color.")]
+    together = scorer.score(conversations)
+    np.testing.assert_allclose(together, [scorer.score([c])[0] for c in conversations], atol=1e-4)
