@@ -8,7 +8,15 @@ from typing import Any
 import pyarrow as pa
 
 from datakit.engines.spec import ModelSpec
-from datakit.generate.rows import CONVERSATION, content_id, conversations, provenance, request_seeds, with_columns
+from datakit.generate.rows import (
+    CONVERSATION,
+    content_id,
+    conversations,
+    provenance,
+    request_seeds,
+    seed_columns,
+    with_columns,
+)
 from datakit.pipeline.params import param
 from datakit.pipeline.registry import register
 from datakit.pipeline.step import MapResult, MapStep
@@ -75,7 +83,7 @@ class SampleResponses(MapStep):
         usable = [i for i, p in enumerate(prompts) if p and p[-1]["role"] == "user" and p[-1]["content"].strip()]
         failed = [(i, f"column '{self.params.column}' holds no user turn to answer")
                   for i in range(batch.num_rows) if i not in set(usable)]
-        seeds = request_seeds(self.row_seeds(batch))
+        seeds = request_seeds(self.row_seeds(batch, seed_columns(batch, self.params.column)))
         sampling = [SamplingParams(temperature=self.params.temperature, top_p=self.params.top_p,
                                    max_tokens=self.params.max_tokens, n=self.params.n, seed=seeds[i])
                     for i in usable]

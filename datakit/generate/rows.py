@@ -39,6 +39,16 @@ def request_seeds(raw: np.ndarray) -> list[int]:
     return [int(s) for s in (raw.astype(np.uint64) & _SEED_MASK)]
 
 
+def seed_columns(batch: pa.RecordBatch, *names: str) -> list[str]:
+    """The columns a generation step's per-row seed is drawn from: `names` that the batch has.
+
+    Seeds follow what a step reads, never provenance: `metadata` holds model paths and upstream
+    settings, which must not change what the same row draws. Without any of `names`, every other column.
+    """
+    present = [n for n in names if n in batch.schema.names]
+    return present or [n for n in batch.schema.names if n != "metadata"]
+
+
 def turn_seed(seed: int, turn: int, role: str) -> int:
     """A distinct seed for each turn and role of one row, derived from the row's seed."""
     digest = hashlib.blake2b(f"{seed}:{turn}:{role}".encode(), digest_size=8).digest()

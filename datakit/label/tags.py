@@ -13,7 +13,7 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from datakit.engines.spec import ModelSpec
-from datakit.generate.rows import request_seeds, with_columns
+from datakit.generate.rows import request_seeds, seed_columns, with_columns
 from datakit.pipeline.params import param
 from datakit.pipeline.registry import register
 from datakit.pipeline.step import MapResult, MapStep
@@ -99,7 +99,7 @@ class JudgeTags(MapStep):
 
         require_columns(batch, [self.params.column], self.context.step_id, "column")
         texts = [str(t or "") for t in batch.column(self.params.column).to_pylist()]
-        seeds = request_seeds(self.row_seeds(batch))
+        seeds = request_seeds(self.row_seeds(batch, seed_columns(batch, self.params.column)))
         prompts = [judge_prompt(t, list(self.params.tags)) for t in texts]
         sampling = [SamplingParams(temperature=self.params.temperature, max_tokens=self.params.max_tokens,
                                    seed=seed, json_schema=self.schema) for seed in seeds]

@@ -14,7 +14,15 @@ import numpy as np
 import pyarrow as pa
 
 from datakit.engines.spec import ModelSpec
-from datakit.generate.rows import content_id, conversations, provenance, request_seeds, turn_seed, with_columns
+from datakit.generate.rows import (
+    content_id,
+    conversations,
+    provenance,
+    request_seeds,
+    seed_columns,
+    turn_seed,
+    with_columns,
+)
 from datakit.pipeline.params import param
 from datakit.pipeline.registry import register
 from datakit.pipeline.step import MapResult, MapStep
@@ -132,7 +140,7 @@ class MagpieInstructions(_MagpieStep):
                                             self.params.early_stop_newline, self.params.sanitize)
 
     def process(self, batch: pa.RecordBatch) -> MapResult:
-        seeds = request_seeds(self.row_seeds(batch))
+        seeds = request_seeds(self.row_seeds(batch, seed_columns(batch, "slot")))
         prompts = [list(self.pre_query_ids)] * batch.num_rows
         sampling = [self.query_sampling(self.settings, seed, self.params.samples) for seed in seeds]
         generations = self.engine.generate(prompts, sampling)
@@ -248,10 +256,24 @@ class MagpieResponses(_MagpieStep):
         generations = self.engine.generate(prompts, sampling)
         return [g.completions[0] for g in generations], sum(g.completion_tokens for g in generations)
 
+    def _extend(self, convs: list[list[dict[str, str]]], alive: list[int], completions: list[Any],
+                texts: list[str], role: str, what: str, dropped: dict[str, int]) -> list[int]:
+        """Append each finished turn to its conversation; count the rest as `truncated_<what>` / `empty_<what>`."""
+        survivors = []
+        for i, completion, text in zip(alive, completions, texts):
+            truncated = completion.finish_reason == "length" and not self.params.keep_truncated
+            reason = f"truncated_{what}" if truncated else f"empty_{what}" if not text else None
+            if reason:
+                dropped[reason] = dropped.get(reason, 0) + 1
+                continue
+            convs[i].append({"role": role, "content": text})
+            survivors.append(i)
+        return survivors
+
     def process(self, batch: pa.RecordBatch) -> MapResult:
         require_columns(batch, [self.params.column], self.context.step_id, "column")
         instructions = batch.column(self.params.column).to_pylist()
-        seeds = request_seeds(self.row_seeds(batch))
+        seeds = request_seeds(self.row_seeds(batch, seed_columns(batch, self.params.column, "sample")))
         convs: list[list[dict[str, str]]] = [[{"role": "user", "content": str(t or "")}] for t in instructions]
         failed: list[tuple[int, str]] = [(i, f"column '{self.params.column}' is blank")
                                          for i, t in enumerate(instructions) if not (t or "").strip()]
@@ -262,32 +284,14 @@ class MagpieResponses(_MagpieStep):
             if turn > 1 and alive:
                 completions, used = self._ask(convs, alive, seeds, turn)
                 tokens += used
-                survivors = []
-                for i, completion in zip(alive, completions):
-                    text, _ = self.clean_query(completion.text, self.follow_up)
-                    reason = ("truncated_follow_up" if completion.finish_reason == "length"
-                              and not self.params.keep_truncated else "empty_follow_up" if not text else None)
-                    if reason:
-                        dropped[reason] = dropped.get(reason, 0) + 1
-                        continue
-                    convs[i].append({"role": "user", "content": text})
-                    survivors.append(i)
-                alive = survivors
+                texts = [self.clean_query(c.text, self.follow_up)[0] for c in completions]
+                alive = self._extend(convs, alive, completions, texts, "user", "follow_up", dropped)
             if not alive:
                 break
             completions, used = self._respond(convs, alive, seeds, turn)
             tokens += used
-            survivors = []
-            for i, completion in zip(alive, completions):
-                text = completion.text.strip()
-                reason = ("truncated_response" if completion.finish_reason == "length"
-                          and not self.params.keep_truncated else "empty_response" if not text else None)
-                if reason:
-                    dropped[reason] = dropped.get(reason, 0) + 1
-                    continue
-                convs[i].append({"role": "assistant", "content": text})
-                survivors.append(i)
-            alive = survivors
+            texts = [c.text.strip() for c in completions]
+            alive = self._extend(convs, alive, completions, texts, "assistant", "response", dropped)
 
         table = pa.Table.from_batches([batch]).take(pa.array(alive, pa.int64()))
         system = [{"role": "system", "content": self.params.system_prompt}] if self.params.system_prompt else []
