@@ -111,7 +111,13 @@ class Write(SinkStep):
 
 
 def _common_schema(shards: list[Path]) -> pa.Schema | None:
-    schemas = [pq.read_schema(s) for s in shards]
+    """The schema every published file gets: the union of the shards that hold rows.
+
+    An empty shard may carry its input's columns (a map step is not called on zero rows), so its
+    schema only counts when no shard has rows.
+    """
+    with_rows = [s for s in shards if pq.read_metadata(s).num_rows > 0]
+    schemas = [pq.read_schema(s) for s in (with_rows or shards)]
     if not schemas or all(s.equals(schemas[0]) for s in schemas):
         return schemas[0] if schemas else None
     try:
