@@ -320,7 +320,10 @@ class _LanguageDetector:
         return [found for grams in zip(ones, twos, threes) for found in grams if found is not None]
 
     def _fast_language(self, rows: np.ndarray) -> str | None:
-        """langdetect's answer computed a trial at a time in log space, or None where only the exact replay can tell."""
+        """langdetect's answer computed a trial at a time in log space, or None where only the exact replay can tell.
+
+        It stops as soon as the trials left could not change the answer (often after four of the seven).
+        """
         np, constants, trials = self._np, self._detector, self.TRIALS
         draws = _RandomStream.draws(rows)
         total = np.zeros(self._table.shape[1])
@@ -332,9 +335,15 @@ class _LanguageDetector:
                 return None
             last, checks, prob = result
             total += prob / trials
+            second, best = np.partition(total, -2)[-2:]
+            # Settled early: the trials left add at most (trials left) / trials to any language, so a lead larger
+            # than that (above the cutoff) cannot be overtaken, and langdetect's answer is known without them.
+            if best - second > (trials - 1 - trial) / trials + self.RANKING_MARGIN and (
+                best > constants.PROB_THRESHOLD + self.RANKING_MARGIN
+            ):
+                return self._languages[int(total.argmax())]
             word = draws.word_after(last)
             guess = checks + 4
-        second, best = np.partition(total, -2)[-2:]
         if best - second <= self.RANKING_MARGIN or abs(best - constants.PROB_THRESHOLD) <= self.RANKING_MARGIN:
             return None
         return self._languages[int(total.argmax())] if best > constants.PROB_THRESHOLD else "unknown"
