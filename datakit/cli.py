@@ -120,6 +120,41 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--reward", action="store_true", help="build a reward model (one-label sequence classifier)")
     tiny.add_argument("--seed", type=_non_negative, default=0, metavar="N", help="weight seed (default 0)")
     tiny.add_argument("--overwrite", action="store_true", help="rebuild even if OUT already holds this model")
+
+    classifier = commands.add_parser("classifier", help="train fastText text classifiers (e.g. for quality_filter)",
+                                     description="Train fastText text classifiers, such as the quality classifiers "
+                                     "the quality_filter step applies.")
+    classifier_actions = classifier.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    train = classifier_actions.add_parser(
+        "train", help="train a classifier on labeled rows",
+        description="Train a fastText classifier on a dataset's text and label columns, hold out a seeded "
+        "validation split and print its accuracy, precision and recall. Writes MODEL and MODEL.json (labels, "
+        "settings, counts, metrics) atomically. Exit 0: trained; 2: unusable input or arguments (nothing written).")
+    train.add_argument("data", metavar="DATA", help="Parquet or JSON Lines file or folder with labeled rows")
+    train.add_argument("--output", "-o", required=True, metavar="MODEL", help="model file to write, e.g. quality.bin")
+    train.add_argument("--text-column", default="text", metavar="COLUMN",
+                       help="text to classify: a text column, or chat messages (default text)")
+    train.add_argument("--role", default="assistant", metavar="ROLE",
+                       help="with chat messages: the turns of this role are the text ('all' for every turn; "
+                            "default assistant)")
+    train.add_argument("--label-column", default="label", metavar="COLUMN",
+                       help="labels: text, true/false, or numbers with --threshold (default label)")
+    train.add_argument("--threshold", type=float, metavar="T",
+                       help="numeric labels (e.g. reward or judge scores): at least T is good, below is bad")
+    train.add_argument("--positive", metavar="LABEL", help="the positive label (default good)")
+    train.add_argument("--valid-fraction", type=float, default=0.1, metavar="F",
+                       help="share of rows held out for validation (default 0.1)")
+    train.add_argument("--seed", type=_non_negative, default=0, metavar="N", help="split and training seed (default 0)")
+    train.add_argument("--epochs", type=_positive, default=5, metavar="N", help="training epochs (default 5)")
+    train.add_argument("--lr", type=float, default=0.1, help="learning rate (default 0.1)")
+    train.add_argument("--dim", type=_positive, default=100, metavar="N", help="vector size (default 100)")
+    train.add_argument("--word-ngrams", type=_positive, default=2, metavar="N",
+                       help="longest word n-gram used as a feature (default 2)")
+    train.add_argument("--bucket", type=_positive, default=200_000, metavar="N",
+                       help="hash buckets for n-gram features (default 200000)")
+    train.add_argument("--threads", type=_positive, default=11, metavar="N",
+                       help="training threads (default 11, also the least: fastText's initialization needs them)")
+    train.add_argument("--json", action="store_true", help="print the training report as JSON")
     return parser
 
 
@@ -272,8 +307,44 @@ def _cmd_tiny_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_classifier(args: argparse.Namespace) -> int:
+    import os
+
+    from datakit.curate.classifiers import FastTextSettings, train_classifier
+
+    if args.action is None:
+        raise UsageError("name an action: 'datakit classifier train ...' (see 'datakit classifier --help')")
+    settings = FastTextSettings(epochs=args.epochs, lr=args.lr, dim=args.dim, word_ngrams=args.word_ngrams,
+                                bucket=args.bucket, threads=args.threads)
+    result = train_classifier(args.data, args.output, text_column=args.text_column, label_column=args.label_column,
+                              role=None if args.role == "all" else args.role,
+                              threshold=args.threshold, positive=args.positive, valid_fraction=args.valid_fraction,
+                              seed=args.seed, settings=settings)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+
+    def counts(by_label: dict[str, int]) -> str:
+        return f"{sum(by_label.values()):,} rows (" + ", ".join(f"{k} {v:,}" for k, v in by_label.items()) + ")"
+
+    def number(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.4f}"
+
+    print(f"trained on {counts(result.counts['train'])}; skipped {result.counts['skipped']:,} without text or label")
+    if result.counts["valid"]:
+        line = f"held out {counts(result.counts['valid'])}: accuracy {number(result.metrics['accuracy'])}"
+        if result.positive is not None:
+            line += (f", precision {number(result.metrics['precision'])}, recall {number(result.metrics['recall'])}"
+                     f" (positive: {result.positive})")
+        print(line)
+    size = os.path.getsize(result.model)
+    print(f"wrote {result.model} ({size / 1e6:.1f} MB) and {result.model}.json")
+    return 0
+
+
 COMMANDS = {"validate": _cmd_validate, "run": _cmd_run, "steps": _cmd_steps, "schemas": _cmd_schemas,
-            "verify": _cmd_verify, "verifiers": _cmd_verifiers, "tiny-model": _cmd_tiny_model}
+            "verify": _cmd_verify, "verifiers": _cmd_verifiers, "tiny-model": _cmd_tiny_model,
+            "classifier": _cmd_classifier}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -29,7 +29,7 @@ def run(capsys, *args):
 def test_examples_are_valid(capsys):
     code, out, _ = run(capsys, "validate", EXAMPLES)
     assert code == 0
-    assert "7 files, 16 rows: 7 valid, 0 invalid" in out
+    assert "8 files, 218 rows: 8 valid, 0 invalid" in out
     assert "preference.jsonl: 3 rows, preference (conversational), detected: valid" in out
 
 

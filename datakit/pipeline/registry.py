@@ -16,6 +16,10 @@ _BUILTIN_MODULES = (
     "datakit.pipeline.steps.columns",
     "datakit.pipeline.steps.sampling",
     "datakit.pipeline.steps.dedup",
+    "datakit.curate.filters",
+    "datakit.curate.classifiers",
+    "datakit.curate.minhash",
+    "datakit.curate.semantic",
     "datakit.generate.magpie.steps",
     "datakit.generate.magpie.filter",
     "datakit.generate.responses",
@@ -23,6 +27,7 @@ _BUILTIN_MODULES = (
     "datakit.label.tags",
     "datakit.label.rewards",
     "datakit.label.pairing",
+    "datakit.label.judge",
     "datakit.label.csr",
 )
 _loaded = False

@@ -198,8 +198,13 @@ class ShardTask:
         target = index.part(self.shard)
         temp = temp_dir_for(target)
         started = time.perf_counter()
+        guard = self.runtime.guard(node)  # a step that is not thread safe builds one shard at a time too
         try:
-            node.step.build(self.shard, batch, temp)  # type: ignore[attr-defined]
+            if guard is not None:
+                with guard:
+                    node.step.build(self.shard, batch, temp)  # type: ignore[attr-defined]
+            else:
+                node.step.build(self.shard, batch, temp)  # type: ignore[attr-defined]
         except BaseException as exc:
             shutil.rmtree(temp, ignore_errors=True)
             if isinstance(exc, DatakitError) or not isinstance(exc, Exception):

@@ -49,6 +49,16 @@ def test_filter_select_rename_derive_drop(tmp_path):
     assert set(out.column("tag").to_pylist()) == {"x"}
 
 
+def test_filter_and_derive_may_name_a_column_twice(tmp_path):
+    out = run_steps(tmp_path, [
+        {"id": "keep", "uses": "filter", "with": {"where": "score < 0.2 OR score > 0.8"}},
+        {"id": "more", "uses": "derive", "with": {"columns": {"spread": "score * score - score"}}},
+    ])
+    expected = reference().filter((pl.col("score") < 0.2) | (pl.col("score") > 0.8))
+    assert out.column("id").to_pylist() == expected["id"].to_list()
+    assert out.column("spread").to_pylist() == pytest.approx((expected["score"] ** 2 - expected["score"]).to_list())
+
+
 def test_dedup_keeps_first_occurrence_across_shards(tmp_path):
     out = run_steps(tmp_path, [{"id": "dedup", "uses": "dedup", "with": {"columns": ["text"]}}], rows=1500)
     expected = reference(1500).unique(subset=["text"], keep="first", maintain_order=True)

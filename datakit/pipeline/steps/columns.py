@@ -7,6 +7,7 @@ whole columns; only the columns an expression names are converted.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 
@@ -33,7 +34,7 @@ class Filter(MapStep):
 
     def process(self, batch: pa.RecordBatch) -> MapResult:
         expr = sql_expr(self.params.where, "where")
-        data = frame(batch, expr.meta.root_names(), self.context.step_id, "where")
+        data = frame(batch, _names(expr), self.context.step_id, "where")
         mask = data.select(expr.fill_null(False)).to_series().to_arrow()
         kept = batch.filter(mask)
         return MapResult(kept, dropped={self.params.reason: batch.num_rows - kept.num_rows})
@@ -113,7 +114,7 @@ class Derive(MapStep):
     def process(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         for name, text in self.params.columns.items():
             expr = sql_expr(text, f"columns.{name}")
-            data = frame(batch, expr.meta.root_names(), self.context.step_id, f"columns.{name}")
+            data = frame(batch, _names(expr), self.context.step_id, f"columns.{name}")
             values = data.select(expr.alias(name)).to_series()
             if len(values) == 1 and batch.num_rows != 1:  # a constant expression
                 values = values.extend_constant(values[0], batch.num_rows - 1)
@@ -123,3 +124,8 @@ class Derive(MapStep):
             else:
                 batch = batch.append_column(name, column)
         return batch
+
+
+def _names(expr: Any) -> list[str]:
+    """The columns an expression reads, each once (polars lists a column as often as the expression names it)."""
+    return list(dict.fromkeys(expr.meta.root_names()))

@@ -10,12 +10,21 @@ index rather than by the dataset:
   are read in shard order, so the first occurrence of each hash is the earliest row of the dataset.
   The surviving (shard, row) pairs are stored per group, sorted by shard.
 - apply (per shard): that shard's surviving rows are gathered from every group and kept.
+
+`normalize: text` compares text after Unicode NFKC normalization, lowercasing, removing punctuation
+(Unicode category P; symbols such as "+" or "$" stay) and collapsing whitespace runs to one space,
+trimmed at both ends: "Hello,  World!" and "hello world" are one key; "hello-world" becomes
+"helloworld". NFKC folds compatibility variants (full-width letters, ligatures, superscripts) into
+plain letters. It applies to every text value of the key columns, inside lists and structs too (the
+contents of chat messages); other types are compared as they are. Rows keep their original text: only
+the key is normalized. The default, `none`, compares exact values.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -33,10 +42,49 @@ _DEFAULT_SKIP = ("id", "metadata")
 _KEEP_SCHEMA = pa.schema([("shard", pa.uint32()), ("row", pa.uint32())])
 
 
-def key_hashes(batch: pa.RecordBatch, columns: list[str], step_id: str) -> tuple[np.ndarray, np.ndarray]:
+def key_hashes(batch: pa.RecordBatch, columns: list[str], step_id: str,
+               normalize: Literal["none", "text"] = "none") -> tuple[np.ndarray, np.ndarray]:
     """Two independent 64-bit hashes of each row's key columns (together a 128-bit key)."""
     data = frame(batch, columns, step_id, "columns")
+    if normalize == "text":
+        data = normalized(data)
     return data.hash_rows(seed=_SEEDS[0]).to_numpy(), data.hash_rows(seed=_SEEDS[1]).to_numpy()
+
+
+def normalized(data: Any) -> Any:
+    """The polars frame with every text value (also inside lists and structs) normalized as `normalize: text` says."""
+    import polars as pl
+
+    changed = []
+    for name, dtype in data.schema.items():
+        expr = _normalize_expr(pl.col(name), dtype)
+        if expr is not None:
+            changed.append(expr.alias(name))
+    return data.with_columns(changed) if changed else data
+
+
+def normalize_text(expr: Any) -> Any:
+    """A polars text expression under NFKC, lowercased, without punctuation, whitespace runs made one space, trimmed."""
+    return (expr.str.normalize("NFKC").str.to_lowercase().str.replace_all(r"\p{P}+", "")
+            .str.replace_all(r"\s+", " ").str.strip_chars())
+
+
+def _normalize_expr(expr: Any, dtype: Any) -> Any | None:
+    """`expr` with its text values normalized, following lists and structs; None when it holds no text."""
+    import polars as pl
+
+    if dtype == pl.String:
+        return normalize_text(expr)
+    if isinstance(dtype, pl.List | pl.Array):
+        inner = _normalize_expr(pl.element(), dtype.inner)
+        if inner is None:
+            return None
+        return expr.list.eval(inner) if isinstance(dtype, pl.List) else expr.arr.eval(inner)
+    if isinstance(dtype, pl.Struct):
+        fields = [(f.name, _normalize_expr(pl.field(f.name), f.dtype)) for f in dtype.fields]
+        changed = [e.alias(name) for name, e in fields if e is not None]
+        return expr.struct.with_fields(changed) if changed else None
+    return None
 
 
 def first_occurrences(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
@@ -56,6 +104,9 @@ class Dedup(GlobalStep):
     @dataclass(frozen=True)
     class Params:
         columns: list[str] | None = param(None, help="key columns (default: every column except id and metadata)")
+        normalize: Literal["none", "text"] = param(
+            "none", help="none: exact values; text: compare text after NFKC, lowercasing, removing punctuation "
+                         "and collapsing whitespace")
 
     def version(self) -> str:
         import polars as pl
@@ -68,7 +119,7 @@ class Dedup(GlobalStep):
         return [n for n in batch.schema.names if n not in _DEFAULT_SKIP]
 
     def build(self, shard: int, batch: pa.RecordBatch, part: Path) -> None:
-        hi, lo = key_hashes(batch, self._columns(batch), self.context.step_id)
+        hi, lo = key_hashes(batch, self._columns(batch), self.context.step_id, self.params.normalize)
         rows = first_occurrences(hi, lo)
         hi, lo = hi[rows], lo[rows]
         bucket = (hi >> np.uint64(56)).astype(np.uint8)
