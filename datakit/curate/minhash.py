@@ -6,7 +6,10 @@ ch. 3 for shingles and banding):
 - Shingles: word k-grams, words being the lowercased text split at (ASCII) whitespace with leading and
   trailing punctuation trimmed from each; or character k-grams of the lowercased text with whitespace
   runs collapsed. A document shorter than k tokens is one shingle; a null or token-free one has none
-  and is kept without being compared. Each shingle becomes a 32-bit hash.
+  and is kept without being compared. A word is hashed from its UTF-8 bytes by a fixed polynomial
+  hash (`byte_hashes`), so hashes depend on no library version and agree across shards; all-ASCII
+  batches are split and trimmed on their bytes with numpy, others with pyarrow's Unicode kernels,
+  with the same words either way. Each shingle becomes a 32-bit hash.
 - Signatures: permutation i maps a shingle hash x to `(a_i * x + b_i) mod 2**64`, keeping the top 32
   bits (Dietzfelbinger's multiply-add-shift, a strongly universal family for 32-bit keys); the
   signature holds the minimum per permutation. All permutations are computed at once as a
@@ -70,37 +73,206 @@ _BAND_SEED = np.uint64(0x62616E64)
 _K = np.uint64(0x9E3779B97F4A7C15)  # odd multiplier for polynomial combining (2**64 / golden ratio)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
+_BYTE_MASKS = np.array([(1 << 8 * k) - 1 for k in range(9)], dtype=np.uint64)  # the low k bytes of a word
+_FIRST_MASK = _BYTE_MASKS[np.minimum(np.arange(17), 8)]  # by length (up to 16): the bytes of the first word
+_SECOND_MASK = _BYTE_MASKS[np.clip(np.arange(17) - 8, 0, 8)]  # and of the second
+_K2 = np.uint64(int(_K) ** 2 % 2**64)
+_SEED_K3 = np.uint64(_TOKEN_SEED * int(_K) ** 3 % 2**64)
+_POWERS = np.ones(1, dtype=np.uint64)
 
 
 def mix64(x: np.ndarray) -> np.ndarray:
     """The splitmix64 finalizer: spreads every input bit over all 64 output bits (uint64 in, uint64 out)."""
     x = x ^ (x >> np.uint64(30))
-    x = x * _M1
-    x = x ^ (x >> np.uint64(27))
-    x = x * _M2
-    return x ^ (x >> np.uint64(31))
+    x *= _M1
+    x ^= x >> np.uint64(27)
+    x *= _M2
+    x ^= x >> np.uint64(31)
+    return x
 
 
 def _token_hashes(texts: Any, shingle: str) -> tuple[np.ndarray, np.ndarray]:
     """A 64-bit hash per token of every document, in order, and the number of tokens per document."""
-    import polars as pl
-    import pyarrow.compute as pc
-
-    n = len(texts)
     if shingle == "word":
-        arrow = texts.to_arrow()
-        if arrow.type != pa.large_string():
-            arrow = arrow.cast(pa.large_string())
-        words = pc.ascii_split_whitespace(pc.utf8_lower(arrow))
-        flat = pc.utf8_trim(pc.list_flatten(words), characters=PUNCTUATION)
-        kept = pc.greater(pc.binary_length(flat), 0).to_numpy(zero_copy_only=False)
-        per_doc = pc.fill_null(pc.list_value_length(words), 0).to_numpy()
-        counts = np.bincount(np.repeat(np.arange(n), per_doc)[kept], minlength=n).astype(np.int64)
-        return pl.from_arrow(flat).hash(seed=_TOKEN_SEED).to_numpy()[kept], counts
+        return _word_hashes(texts)
     text = texts.str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars().fill_null("")
     counts = text.str.len_chars().to_numpy().astype(np.int64)
     code_points = np.frombuffer("".join(text.to_list()).encode("utf-32-le"), dtype=np.uint32)
     return mix64(code_points.astype(np.uint64) + np.uint64(_TOKEN_SEED)), counts
+
+
+def _word_hashes(texts: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Word tokens hashed from their UTF-8 bytes (`byte_hashes`), and the number of words per document.
+
+    An all-ASCII batch is lowercased by pyarrow and split and trimmed on its bytes with numpy
+    (`ascii_words`); any other batch goes through pyarrow's Unicode-aware kernels. Both give the same
+    words and the hash depends on a word's bytes only, so a document gets the same hashes whatever else
+    its shard holds.
+    """
+    import pyarrow.compute as pc
+
+    arrow = texts.to_arrow()
+    if isinstance(arrow, pa.ChunkedArray):
+        arrow = arrow.combine_chunks()
+    if arrow.type != pa.large_string():
+        arrow = arrow.cast(pa.large_string())
+    if arrow.null_count:
+        arrow = pc.fill_null(arrow, "")  # a null slot may still span bytes
+    n = len(arrow)
+    _, data = _string_bytes(arrow)
+    if len(data) == 0 or int(data.max()) < 0x80:
+        # A space after every document keeps words from running across documents.
+        space = pa.scalar(" ", pa.large_string())
+        spaced = pc.binary_join_element_wise(pc.ascii_lower(arrow), space, pa.scalar("", pa.large_string()))
+        bounds, data = _string_bytes(spaced)
+        starts, ends = ascii_words(data)
+        hashes = byte_hashes(_padded_words(data), starts, ends - starts)
+        return hashes, np.diff(np.searchsorted(starts, bounds - bounds[0])).astype(np.int64)
+    words = pc.ascii_split_whitespace(pc.utf8_lower(arrow))
+    flat = pc.utf8_trim(pc.list_flatten(words), characters=PUNCTUATION)
+    offsets, data = _string_bytes(flat)
+    lengths = np.diff(offsets)
+    kept = lengths > 0
+    per_doc = pc.fill_null(pc.list_value_length(words), 0).to_numpy()
+    counts = np.bincount(np.repeat(np.arange(n), per_doc)[kept], minlength=n).astype(np.int64)
+    return byte_hashes(_padded_words(data), offsets[:-1][kept] - offsets[0], lengths[kept]), counts
+
+
+def _string_bytes(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The n + 1 offsets of a large_string array's values (sliced arrays included) and the bytes they span."""
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset:array.offset + len(array) + 1]
+    if len(offsets) == 0:
+        offsets = np.zeros(1, dtype=np.int64)
+    size = int(offsets[-1] - offsets[0])
+    if size == 0:
+        return offsets, np.zeros(0, dtype=np.uint8)
+    return offsets, np.frombuffer(array.buffers()[2], dtype=np.uint8, count=size, offset=int(offsets[0]))
+
+
+def _is_punctuation(b: np.ndarray) -> np.ndarray:
+    """Whether each ASCII byte is one of string.punctuation (the ranges !-/ :-@ [-` {-~)."""
+    punct = (b - np.uint8(33)) < 15
+    punct |= (b - np.uint8(58)) < 7
+    punct |= (b - np.uint8(91)) < 6
+    punct |= (b - np.uint8(123)) < 4
+    return punct
+
+
+def ascii_words(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (byte positions) of the words of ASCII text, as the general path finds them.
+
+    That is: split at ASCII whitespace (where pyarrow's ascii_split_whitespace splits: space, tab,
+    newline, vertical tab, form feed, carriage return), PUNCTUATION trimmed from both ends of each
+    piece, empty pieces dropped.
+    """
+    size = len(data)
+    if size == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    solid = data > 32  # not whitespace, unless the text holds control characters other than whitespace
+    scratch = np.empty(size + 1, dtype=bool)
+    controls = np.count_nonzero(np.less(data, 32, out=scratch[:size]))
+    if controls and controls != np.count_nonzero(np.less(data - np.uint8(9), 5, out=scratch[:size])):
+        solid |= (data < 9) | ((data - np.uint8(14)) < 18)
+    change = scratch  # change[i]: a piece starts or ends at byte i
+    change[0], change[size] = solid[0], solid[-1]
+    np.not_equal(solid[1:], solid[:-1], out=change[1:size])
+    edges = np.flatnonzero(change)
+    ends_before = edges.copy()
+    ends_before[1::2] -= 1  # each piece's first and last byte, side by side
+    edge_punct = _is_punctuation(data[ends_before])
+    trim = np.flatnonzero(edge_punct.view(np.uint16))
+    starts, ends = edges[0::2], edges[1::2]
+    if len(trim) == 0:
+        return starts, ends
+    # Over the bytes of the pieces to trim: the first and the last byte that is not punctuation.
+    starts, ends = starts.copy(), ends.copy()
+    s, length = starts[trim], ends[trim] - starts[trim]
+    first = np.cumsum(length) - length
+    at = np.arange(int(length.sum())) + np.repeat(s - first, length)
+    punct = _is_punctuation(data[at])
+    lo = np.minimum.reduceat(np.where(punct, size, at), first)
+    hi = np.maximum.reduceat(np.where(punct, -1, at), first) + 1
+    starts[trim], ends[trim] = lo, np.maximum(hi, lo)
+    if (lo >= hi).any():  # punctuation only
+        kept = ends > starts
+        starts, ends = starts[kept], ends[kept]
+    return starts, ends
+
+
+def _padded_words(data: np.ndarray) -> np.ndarray:
+    """`data` copied into 8-byte aligned memory with at least 24 zero bytes after it, as uint64 words."""
+    words = np.zeros(len(data) // 8 + 4, dtype=np.uint64)
+    words.view(np.uint8)[:len(data)] = data
+    return words
+
+
+def _load(words: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 16 bytes from each byte position `at` of `words` (from `_padded_words`), as two little-endian words."""
+    q = at >> 3
+    shift = at.view(np.uint64) & np.uint64(7)
+    shift <<= np.uint64(3)
+    back = np.uint64(64) - shift
+    low, mid, high = words[q], words[1:][q], words[2:][q]
+    low >>= shift
+    low |= mid << back  # numpy defines a shift by 64 as 0
+    mid >>= shift
+    mid |= high << back
+    return low, mid
+
+
+def _powers(count: int) -> np.ndarray:
+    """K**i mod 2**64 for i < count (at least): computed once, grown as needed."""
+    global _POWERS
+    if len(_POWERS) < count:
+        size = max(count, 2 * len(_POWERS))
+        table = np.ones(size, dtype=np.uint64)
+        table[1:] = np.cumprod(np.full(size - 1, _K, dtype=np.uint64))  # integer products wrap mod 2**64
+        _POWERS = table
+    return _POWERS
+
+
+def byte_hashes(words: np.ndarray, starts: np.ndarray, lengths: np.ndarray, block: int = 1 << 15) -> np.ndarray:
+    """A 64-bit hash of each byte string [start, start + length) of `words` (from `_padded_words`).
+
+    A string (of at least one byte) is zero-padded to a multiple of 16 bytes and read as little-endian
+    64-bit words w_1..w_m; its hash is mix64 of the polynomial seed * K**(m + 1) + w_1 * K**m + ... +
+    w_m * K + length, mod 2**64. It depends on the bytes only, not on where they lie. Strings of up to
+    16 bytes are hashed `block` at a time, so that the work stays in cache.
+    """
+    starts = starts.astype(np.int64, copy=False)
+    lengths = lengths.astype(np.int64, copy=False)
+    out = np.empty(len(starts), dtype=np.uint64)
+    for lo in range(0, len(starts), block):
+        size = lengths[lo:lo + block]
+        first, second = _load(words, starts[lo:lo + block])
+        clipped = np.minimum(size, 16)
+        first &= _FIRST_MASK[clipped]
+        second &= _SECOND_MASK[clipped]
+        first *= _K2
+        second *= _K
+        first += second
+        first += size.view(np.uint64)
+        first += _SEED_K3
+        out[lo:lo + block] = mix64(first)
+    long = np.flatnonzero(lengths > 16)
+    if len(long):
+        size = lengths[long]
+        pairs = (size + 15) // 16
+        first = np.cumsum(pairs) - pairs
+        owner = np.repeat(np.arange(len(long)), pairs)
+        step = np.arange(int(pairs.sum())) - first[owner]
+        low, high = _load(words, starts[long][owner] + 16 * step)
+        rest = size[owner] - 16 * step
+        low &= _FIRST_MASK[np.minimum(rest, 16)]
+        high &= _SECOND_MASK[np.minimum(rest, 16)]
+        powers = _powers(2 * int(pairs.max()) + 2)
+        count = 2 * pairs
+        low *= powers[count[owner] - 2 * step]
+        high *= powers[count[owner] - 2 * step - 1]
+        low += high
+        seeded = np.uint64(_TOKEN_SEED) * powers[count + 1]
+        out[long] = mix64(np.add.reduceat(low, first) + seeded + size.view(np.uint64))
+    return out
 
 
 def shingle_hashes(texts: Any, shingle: Literal["word", "char"] = "word",
@@ -118,10 +290,10 @@ def shingle_hashes(texts: Any, shingle: Literal["word", "char"] = "word",
     np.cumsum(counts[:-1], out=first_token[1:])
     # A polynomial hash of the `size` tokens from every position, over the whole token stream at once.
     padded = np.concatenate([tokens, np.zeros(size, dtype=np.uint64)])
-    rolling = np.zeros(len(tokens), dtype=np.uint64)
-    for j in range(size):
-        np.multiply(rolling, _K, out=rolling)
-        np.add(rolling, padded[j:j + len(tokens)], out=rolling)
+    rolling = padded[:len(tokens)].copy()
+    for j in range(1, size):
+        rolling *= _K
+        rolling += padded[j:j + len(tokens)]
     # The last size - 1 tokens of a document start no shingle; a short document keeps only its first token,
     # and its window, which ran past its end, is redone below.
     starts = np.ones(len(tokens), dtype=bool)
@@ -135,7 +307,9 @@ def shingle_hashes(texts: Any, shingle: Literal["word", "char"] = "word",
             inside = j < counts[short]
             value = value * _K + np.where(inside, padded[first_token[short] + j * inside], np.uint64(0))
         combined[offsets[short]] = value
-    return mix64(combined) >> np.uint64(32), offsets
+    combined = mix64(combined)
+    combined >>= np.uint64(32)
+    return combined, offsets
 
 
 @functools.lru_cache(maxsize=16)
@@ -336,9 +510,7 @@ class MinHashDedup(GlobalStep):
                 raise ValueError("cluster_column must be a column name")
 
     def version(self) -> str:
-        import polars as pl
-
-        return f"polars-hash {pl.__version__}"  # word hashes, hence signatures, depend on polars' hash
+        return "byte-hash 1"  # the token hash (byte_hashes); signatures change with it
 
     def layout(self) -> tuple[int, int]:
         """The (bands, rows) in use: given, or the best for the threshold (see optimal_bands)."""

@@ -13,6 +13,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from datakit.curate import minhash
 from datakit.curate.clusters import components, representatives
@@ -182,6 +184,75 @@ def test_same_pairs_as_datasketch():
     assert len(expected) == 40
     assert ours - set(levels) == theirs - set(levels) == set()  # no pair outside the planted ones
     assert len(ours ^ theirs) <= 4
+
+
+# --- word tokens and their hashes ---------------------------------------------------------------------------------
+
+ASCII_PIECES = ["a", "B", "z", "Q9", "don't", "e.g.", "--", "...", "(x)", "\"hi\",", "_", "\x1b", "\x00", "\x7f",
+                " ", "  ", "\t", "\n", "\r\n", "\x0b", "\x0c", "~", "abcdefghijklmnopq", "ABCDEFGHIJKLMNOP"]
+
+
+def word_hashes(texts: list[str | None]) -> tuple[list[list[int]], np.ndarray]:
+    hashes, counts = minhash._token_hashes(pl.Series(texts, dtype=pl.String), "word")
+    cuts = np.cumsum(counts)[:-1]
+    return [h.tolist() for h in np.split(hashes, cuts)], counts
+
+
+def reference_hash(token: bytes) -> int:
+    """byte_hashes' definition, one token at a time in Python integers."""
+    k, mask = int(minhash._K), 2**64 - 1
+    padded = token + bytes(-len(token) % 16)
+    acc = minhash._TOKEN_SEED
+    for i in range(0, len(padded), 8):
+        acc = (acc * k + int.from_bytes(padded[i:i + 8], "little")) & mask
+    acc = (acc * k + len(token)) & mask
+    return int(minhash.mix64(np.array([acc], dtype=np.uint64))[0])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.lists(st.sampled_from(ASCII_PIECES), max_size=12).map("".join),
+                          st.text(st.characters(max_codepoint=127), max_size=20)), min_size=1, max_size=6))
+def test_ascii_fast_path_gives_the_general_path_words_and_hashes(texts):
+    """An all-ASCII batch takes the numpy path; adding a non-ASCII document sends it through pyarrow's kernels."""
+    fast, fast_counts = word_hashes(texts)
+    mixed, mixed_counts = word_hashes(texts + ["caf\u00e9 \u201cquoted\u201d"])  # non-ASCII: general path
+    assert fast_counts.tolist() == mixed_counts[:-1].tolist()
+    assert fast == mixed[:-1]
+    for text, hashes in zip(texts, fast):
+        words = [w.strip(minhash.PUNCTUATION) for w in _ascii_split(text.lower())] if text is not None else []
+        assert hashes == [reference_hash(w.encode()) for w in words if w]
+
+
+def _ascii_split(text: str) -> list[str]:
+    """Split at the six ASCII whitespace characters only (str.split also splits at \\x1c-\\x1f)."""
+    for space in "\t\n\x0b\x0c\r":
+        text = text.replace(space, " ")
+    return text.split(" ")
+
+
+def test_a_document_hashes_the_same_in_any_batch():
+    texts = ["The quick, brown fox -- jumps!", None, "", "  ...  ", "Tabs\tand\nlines\r\nend.", "x" * 40 + "."]
+    alone, counts = word_hashes(texts)
+    assert counts.tolist() == [5, 0, 0, 0, 4, 1]  # "--" and "..." are punctuation only
+    with_unicode, _ = word_hashes(["na\u00efve \u2014 caf\u00e9"] + texts)
+    assert with_unicode[1:] == alone
+    sliced = pl.Series(["first doc"] + texts, dtype=pl.String)[1:]  # offsets not starting at 0
+    hashes, sliced_counts = minhash._token_hashes(sliced, "word")
+    assert sliced_counts.tolist() == counts.tolist()
+    assert hashes.tolist() == [h for doc in alone for h in doc]
+    assert alone[0][:3] == [reference_hash(b"the"), reference_hash(b"quick"), reference_hash(b"brown")]
+    assert alone[5] == [reference_hash(b"x" * 40)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(min_size=1, max_size=70), min_size=1, max_size=12))
+def test_byte_hashes_match_the_reference_definition(tokens):
+    data = b"".join(tokens)
+    lengths = np.array([len(t) for t in tokens], dtype=np.int64)
+    starts = np.cumsum(lengths) - lengths
+    words = minhash._padded_words(np.frombuffer(data, dtype=np.uint8))
+    hashes = minhash.byte_hashes(words, starts, lengths, block=3)  # several blocks
+    assert hashes.tolist() == [reference_hash(t) for t in tokens]
 
 
 # --- union-find ---------------------------------------------------------------------------------------------------
