@@ -155,7 +155,79 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--threads", type=_positive, default=11, metavar="N",
                        help="training threads (default 11, also the least: fastText's initialization needs them)")
     train.add_argument("--json", action="store_true", help="print the training report as JSON")
+    _add_hub_commands(commands)
     return parser
+
+
+_REGISTRY_HELP = ("'hub' for the Hugging Face Hub, or a local registry folder (default: $DATAKIT_REGISTRY, "
+                  "else ~/.cache/datakit/registry)")
+
+
+def _add_hub_commands(commands: argparse._SubParsersAction) -> None:
+    publish = commands.add_parser(
+        "publish", help="publish a run's output or a folder of rows as an immutable dataset version",
+        description="Validate the rows, re-cut them into Parquet shards and publish them with a manifest "
+        "(datakit.json) and a dataset card (README.md) as one version, tagged vX.Y.Z. An existing version is "
+        "refused. Exit 0: published; 1: the registry failed (nothing published); 2: bad input, invalid rows, "
+        "existing version or arguments.")
+    publish.add_argument("source", metavar="RUN_DIR_OR_PATH", help="a run directory, or a Parquet/JSON Lines "
+                         "file or folder")
+    publish.add_argument("--repo", required=True, metavar="ORG/NAME", help="repository to publish to")
+    publish.add_argument("--version", required=True, metavar="X.Y.Z", help="the new version, e.g. 1.0.0")
+    publish.add_argument("--registry", metavar="hub|PATH", help=_REGISTRY_HELP)
+    publish.add_argument("--private", action="store_true", help="create the repository as private (Hub)")
+    publish.add_argument("--message", metavar="TEXT", help="commit message")
+    publish.add_argument("--skip-existing", action="store_true",
+                         help="succeed without publishing when the version already holds exactly these rows "
+                              "(other rows under that version are still refused)")
+    _add_source_options(publish)
+
+    pull = commands.add_parser(
+        "pull", help="download a dataset version and check it against its manifest",
+        description="Download exactly one version, check every file's sha256, the row count, the content "
+        "fingerprint, the columns and the record schema, and print the local folder. Exit 0: pulled and "
+        "verified; 1: the data does not match its manifest or the registry failed; 2: unknown version or bad "
+        "arguments.")
+    pull.add_argument("ref", metavar="ORG/NAME@X.Y.Z", help="the version to pull")
+    pull.add_argument("--to", metavar="DIR", help="folder to download into (default: "
+                      "~/.cache/datakit/datasets/ORG/NAME/X.Y.Z)")
+    pull.add_argument("--registry", metavar="hub|PATH", help=_REGISTRY_HELP)
+
+    versions = commands.add_parser("versions", help="list a dataset's published versions",
+                                   description="List the published versions of a repository, oldest first.")
+    versions.add_argument("repo", metavar="ORG/NAME", help="the repository")
+    versions.add_argument("--registry", metavar="hub|PATH", help=_REGISTRY_HELP)
+    versions.add_argument("--json", action="store_true", help="print the versions as JSON")
+
+    diff = commands.add_parser(
+        "diff", help="compare two dataset versions",
+        description="Compare two versions: columns added, removed or retyped, row counts, and rows added or "
+        "removed by their 'id'. Both versions are pulled and verified first.")
+    diff.add_argument("a", metavar="ORG/NAME@A", help="the older version")
+    diff.add_argument("b", metavar="ORG/NAME@B", help="the newer version")
+    diff.add_argument("--registry", metavar="hub|PATH", help=_REGISTRY_HELP)
+    diff.add_argument("--examples", type=_non_negative, default=5, metavar="N",
+                      help="ids shown for rows added and removed (default 5)")
+    diff.add_argument("--json", action="store_true", help="print the differences as JSON")
+
+    card = commands.add_parser(
+        "card", help="stage a dataset and render its card locally, without publishing",
+        description="Stage what 'datakit publish' would publish (shards, datakit.json, README.md and plots) into "
+        "a folder to review.")
+    card.add_argument("source", metavar="RUN_DIR_OR_PATH", help="a run directory, or a Parquet/JSON Lines "
+                      "file or folder")
+    card.add_argument("--out", metavar="DIR", help="new or empty folder to write (default: RUN_DIR/card)")
+    card.add_argument("--repo", default="local/preview", metavar="ORG/NAME",
+                      help="repository named in the card (default local/preview)")
+    card.add_argument("--version", default="0.0.0", metavar="X.Y.Z", help="version named in the card (default 0.0.0)")
+    _add_source_options(card)
+
+
+def _add_source_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output", metavar="STEP", help="with a run of several sinks: the sink whose rows to publish")
+    parser.add_argument("--schema", default="auto", metavar="NAME|none",
+                        help="record kind the rows must validate as (default: the run's declared schema, else "
+                        "detected from the columns; 'none' for no schema)")
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -342,9 +414,87 @@ def _cmd_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
+def _schema_option(value: str) -> str | None:
+    return None if value == "none" else value
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from datakit.hub.local_registry import default_root
+    from datakit.hub.publish import publish
+
+    where = "the Hugging Face Hub" if args.registry == "hub" else (args.registry or default_root())
+    if args.skip_existing:
+        from datakit.hub.publish import already_published
+
+        existing = already_published(args.source, args.repo, args.version, registry=args.registry,
+                                     output=args.output, schema=_schema_option(args.schema))
+        if existing is not None:
+            print(f"{existing.repo}@{existing.version} is already published in {where} with exactly these rows; "
+                  "nothing to do")
+            return 0
+    info = publish(args.source, args.repo, args.version, registry=args.registry, private=args.private,
+                   message=args.message, output=args.output, schema=_schema_option(args.schema))
+    rows = "" if info.rows is None else f", {info.rows:,} rows"
+    print(f"published {info.repo}@{info.version} (tag {info.tag}{rows}, revision {info.revision[:12]}) to {where}")
+    return 0
+
+
+def _cmd_pull(args: argparse.Namespace) -> int:
+    from datakit.hub.pull import pull
+
+    print(pull(args.ref, to=args.to, registry=args.registry))
+    return 0
+
+
+def _cmd_versions(args: argparse.Namespace) -> int:
+    from datakit.hub.pull import versions
+
+    found = versions(args.repo, registry=args.registry)
+    if args.json:
+        print(json.dumps([{"version": v.version, "tag": v.tag, "revision": v.revision, "rows": v.rows,
+                           "created": v.created} for v in found], indent=2))
+        return 0
+    if not found:
+        print(f"{args.repo}: no published versions")
+        return 0
+    table = [("VERSION", "ROWS", "CREATED", "REVISION")]
+    table += [(v.version, "-" if v.rows is None else f"{v.rows:,}", v.created or "-", v.revision[:12]) for v in found]
+    widths = [max(len(r[i]) for r in table) for i in range(3)]
+    for r in table:
+        print("  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3])
+    return 0
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from datakit.hub.diff import diff
+    from datakit.hub.refs import parse_ref
+
+    for ref in (args.a, args.b):  # both are checked before anything is downloaded
+        parse_ref(ref)
+    result = diff(args.a, args.b, registry=args.registry, examples=args.examples)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result.render())
+    return 0
+
+
+def _cmd_card(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from datakit.hub.staging import stage
+
+    source = Path(args.source)
+    if args.out is None and not (source / "run.json").is_file():
+        raise UsageError("--out is needed when the source is not a run directory")
+    out = Path(args.out) if args.out is not None else source / "card"
+    manifest = stage(source, out, repo=args.repo, version=args.version, output=args.output,
+                     schema=_schema_option(args.schema))
+    print(f"staged {manifest['rows']:,} rows in {len(manifest['files'])} shard(s) with the card: {out / 'README.md'}")
+    return 0
+
+
 COMMANDS = {"validate": _cmd_validate, "run": _cmd_run, "steps": _cmd_steps, "schemas": _cmd_schemas,
             "verify": _cmd_verify, "verifiers": _cmd_verifiers, "tiny-model": _cmd_tiny_model,
-            "classifier": _cmd_classifier}
+            "classifier": _cmd_classifier, "publish": _cmd_publish, "pull": _cmd_pull, "versions": _cmd_versions,
+            "diff": _cmd_diff, "card": _cmd_card}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -29,12 +29,17 @@ def test_demo_command_runs_end_to_end(tmp_path):
     first = readme_commands()[0]
     steps = [shlex.split(part) for part in first.split(" && ")]
     datakit_steps = [s for s in steps if s[0] == ".venv/bin/datakit"]
-    assert [s[1] for s in datakit_steps] == ["tiny-model", "tiny-model", "run", "validate"]
+    assert [s[1] for s in datakit_steps] == ["tiny-model", "tiny-model", "run", "validate", "publish"]
     shutil.copytree(REPO / "pipelines", tmp_path / "pipelines")
-    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
-    for argv in datakit_steps:
+    registry = tmp_path / "registry"  # the demo publishes to the local registry; here, a private one
+    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "DATAKIT_REGISTRY": str(registry)}
+    outputs = []
+    for argv in datakit_steps + datakit_steps[-1:]:  # publishing again finds the same rows and succeeds
         proc = subprocess.run([sys.executable, "-m", "datakit", *argv[1:]], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, f"{' '.join(argv)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    assert "valid" in proc.stdout
+        outputs.append(proc.stdout)
+    assert "valid" in outputs[3]
+    assert outputs[4].startswith("published demo/magpie-tiny@0.1.0") and "nothing to do" in outputs[5]
     assert list((tmp_path / "runs" / "magpie" / "output" / "save").glob("*.parquet"))
+    assert (registry / "demo" / "magpie-tiny" / "v0.1.0" / "README.md").is_file()
