@@ -156,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="training threads (default 11, also the least: fastText's initialization needs them)")
     train.add_argument("--json", action="store_true", help="print the training report as JSON")
     _add_hub_commands(commands)
+    _add_train_command(commands)
     return parser
 
 
@@ -221,6 +222,39 @@ def _add_hub_commands(commands: argparse._SubParsersAction) -> None:
                       help="repository named in the card (default local/preview)")
     card.add_argument("--version", default="0.0.0", metavar="X.Y.Z", help="version named in the card (default 0.0.0)")
     _add_source_options(card)
+
+
+def _add_train_command(commands: argparse._SubParsersAction) -> None:
+    from datakit.train.entrypoints import TRAINERS
+
+    train = commands.add_parser(
+        "train", help="train a model on a dataset with TRL (sft, dpo, kto, reward)",
+        description="Check that the dataset holds the record kind the trainer needs, then run the TRL trainer and "
+        "write the final model, its tokenizer, metrics.jsonl and datakit-train.json (provenance) to --output. "
+        "Exit 0: trained; 1: invalid rows or a non-finite loss; 2: wrong record kind, bad settings or arguments.")
+    trainers = train.add_subparsers(dest="trainer", metavar="TRAINER", parser_class=_Parser)
+    for name, spec in TRAINERS.items():
+        one = trainers.add_parser(name, help=spec.description,
+                                  description=f"Train with TRL's {spec.trainer_class}: {spec.description}.")
+        one.add_argument("--dataset", required=True, metavar="REF",
+                         help="a Parquet/JSON Lines file or folder, a run directory, or org/name@X.Y.Z")
+        one.add_argument("--model", required=True, metavar="PATH_OR_ID", help="model folder or Hub model id")
+        one.add_argument("--output", "-o", metavar="DIR",
+                         help=f"folder for the trained model (default runs/train/{name}-DATASET_NAME)")
+        one.add_argument("--config", metavar="FILE",
+                         help=f"YAML or JSON of {spec.config_class} fields, with optional lora: and diagnostics: "
+                         "sections")
+        one.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                         help=f"set a {spec.config_class} field, e.g. max_steps=100, or lora.r=8 (repeatable)")
+        one.add_argument("--lora", action="store_true", help="train a LoRA adapter instead of every weight")
+        one.add_argument("--split", default="train", help="split of a published dataset (default train)")
+        one.add_argument("--sink", metavar="STEP", help="with a run of several sinks: the one to train on (default: "
+                         "the only sink whose declared schema the trainer takes)")
+        one.add_argument("--registry", metavar="hub|PATH", help=_REGISTRY_HELP)
+        one.add_argument("--revision", metavar="REV", help="model revision (branch, tag or commit) on the Hub")
+        one.add_argument("--chat-template", metavar="FILE",
+                         help="Jinja chat template to use instead of (or where there is no) tokenizer template")
+        one.add_argument("--overwrite", action="store_true", help="train into an output folder that is not empty")
 
 
 def _add_source_options(parser: argparse.ArgumentParser) -> None:
@@ -491,10 +525,50 @@ def _cmd_card(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_command_line(args: argparse.Namespace) -> list[str]:
+    """The train command as parsed, in a canonical order (kept in the model's provenance)."""
+    line = ["datakit", "train", args.trainer, "--dataset", str(args.dataset), "--model", args.model]
+    for flag, value in (("--output", args.output), ("--config", args.config), ("--registry", args.registry),
+                        ("--sink", args.sink),
+                        ("--revision", args.revision), ("--chat-template", args.chat_template)):
+        if value is not None:
+            line += [flag, str(value)]
+    if args.split != "train":
+        line += ["--split", args.split]
+    for item in args.overrides:
+        line += ["--set", item]
+    line += [flag for flag, on in (("--lora", args.lora), ("--overwrite", args.overwrite)) if on]
+    return line
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from datakit.train.entrypoints import train
+
+    if args.trainer is None:
+        raise UsageError("name a trainer: 'datakit train {sft,dpo,kto,reward} ...' (see 'datakit train --help')")
+    result = train(args.trainer, args.dataset, args.model, output=args.output, config_file=args.config,
+                   sets=args.overrides, lora=args.lora, split=args.split, registry=args.registry,
+                   revision=args.revision, chat_template=args.chat_template, overwrite=args.overwrite,
+                   sink=args.sink, command=_train_command_line(args))
+    data = result.data
+    converted = f", {data.converted}" if data.converted else ""
+    print(f"trained {args.trainer} on {data.rows:,} rows from {data.source_rows:,} {data.record_kind} rows "
+          f"({data.style}{converted})")
+    for note in result.notes:
+        print(f"note: {note}")
+    loss = result.metrics.get("train_loss")
+    steps = result.log_history[-1].get("step") if result.log_history else None
+    print(f"steps {steps}, train_loss {loss:.4f}" if isinstance(loss, float) else f"steps {steps}")
+    what = "LoRA adapter" if result.lora else "model"
+    print(f"wrote the {what} and tokenizer to {result.output}")
+    print(f"metrics: {result.output / 'metrics.jsonl'}; provenance: {result.provenance}")
+    return 0
+
+
 COMMANDS = {"validate": _cmd_validate, "run": _cmd_run, "steps": _cmd_steps, "schemas": _cmd_schemas,
             "verify": _cmd_verify, "verifiers": _cmd_verifiers, "tiny-model": _cmd_tiny_model,
             "classifier": _cmd_classifier, "publish": _cmd_publish, "pull": _cmd_pull, "versions": _cmd_versions,
-            "diff": _cmd_diff, "card": _cmd_card}
+            "diff": _cmd_diff, "card": _cmd_card, "train": _cmd_train}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,1 @@
+"""Training on datakit datasets with TRL: SFT, DPO, KTO and reward-model entrypoints, and training diagnostics."""
