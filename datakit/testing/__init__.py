@@ -1,4 +1,5 @@
-"""Offline test helpers: tiny random chat and reward models in real chat formats, and a small sentence embedder."""
+"""Offline test helpers: tiny random chat and reward models in real chat formats, a small sentence embedder, and a
+local Hugging Face Hub server."""
 
 from __future__ import annotations
 
