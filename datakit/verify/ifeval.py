@@ -103,22 +103,37 @@ def clear_caches() -> None:
 # --- keywords ----------------------------------------------------------------------------------------------------
 
 
+# On ASCII text, a case-insensitive match of an ASCII string is a match of the lowercased strings (`re` folds no
+# other character onto an ASCII letter there), so plain string search answers, or rules a word out, at once.
+
+
 @_ifeval("keywords:existence")
 def keywords_existence(response: str, *, keywords: Sequence[str]) -> bool:
     """Every keyword appears in the response (case-insensitive, anywhere)."""
-    return all(_literal(keyword).search(response) for keyword in keywords)
+    lower = response.lower() if response.isascii() else None
+    return all(
+        keyword.lower() in lower if lower is not None and keyword.isascii() else _literal(keyword).search(response)
+        for keyword in keywords
+    )
 
 
 @_ifeval("keywords:frequency")
 def keywords_frequency(response: str, *, keyword: str, frequency: int, relation: str) -> bool:
     """The keyword appears less than / at least `frequency` times (case-insensitive, anywhere)."""
-    return RELATIONS[relation](len(_literal(keyword.strip()).findall(response)), frequency)
+    keyword = keyword.strip()
+    if keyword and keyword.isascii() and response.isascii():  # non-overlapping, leftmost first, as `findall`
+        return RELATIONS[relation](response.lower().count(keyword.lower()), frequency)
+    return RELATIONS[relation](len(_literal(keyword).findall(response)), frequency)
 
 
 @_ifeval("keywords:forbidden_words")
 def keywords_forbidden_words(response: str, *, forbidden_words: Sequence[str]) -> bool:
     """None of the forbidden words appears as a whole word (case-insensitive)."""
-    return not any(_whole_word(word).search(response) for word in forbidden_words)
+    lower = response.lower() if response.isascii() else None
+    return not any(
+        (lower is None or not word.isascii() or word.lower() in lower) and _whole_word(word).search(response)
+        for word in forbidden_words
+    )
 
 
 @_ifeval("keywords:letter_frequency")
@@ -164,7 +179,6 @@ def change_case_english_lowercase(response: str) -> bool:
 
 _SPACES = re.compile(" {2,}")
 _LATIN = re.compile("[A-z]")  # langdetect's test, 'A' <= c <= 'z'
-_NON_LATIN = re.compile("[\u0300-\U0010ffff]")
 _ASCII_CAPITALS = re.compile("[A-Z]{2,}")
 
 
@@ -225,6 +239,18 @@ class _LanguageDetector:
             if normalized != chr(code):
                 self._charmap[code] = normalized
         self._upper = np.array([chr(code).isupper() for code in range(0x10000)], dtype=bool)
+        # The same per character of the BMP, indexed by the character before normalization: its normalized code
+        # (always one character), the table row of that character as a 1-gram (-1: none) and whether it is a
+        # capital. A BMP text is then normalized and its 1-grams found by indexing, with no hash probe.
+        normalized = np.arange(0x10000, dtype=np.uint64)
+        normalized[list(self._charmap)] = [ord(char) for char in self._charmap.values()]
+        self._normalized = normalized
+        ones = np.full(0x10000, -1, dtype=np.intp)
+        for gram, row in self._row.items():
+            if len(gram) == 1 and ord(gram) < 0x10000:
+                ones[ord(gram)] = row
+        self._one_row = ones[normalized.astype(np.intp)]
+        self._normalized_upper = self._upper[normalized.astype(np.intp)]
 
     def detect(self, text: str) -> str | None:
         """The most probable language of `text`, or None where langdetect raises (no usable n-grams)."""
@@ -257,28 +283,56 @@ class _LanguageDetector:
             text = self._detector.MAIL_RE.sub(" ", text)
         if not text.isascii():  # the Vietnamese marks are not ASCII
             text = self._normalize_vi(text)
-        text = _SPACES.sub(" ", text[: self.MAX_LENGTH])
-        if not text.isascii() and 2 * len(_LATIN.findall(text)) < len(_NON_LATIN.findall(text)):
-            text = _LATIN.sub("", text)
+        text = text[: self.MAX_LENGTH]
+        if "  " in text:
+            text = _SPACES.sub(" ", text)
+        if not text.isascii():
+            codes = self._np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
+            latin = self._np.count_nonzero((codes >= ord("A")) & (codes <= ord("z")))
+            if 2 * latin < self._np.count_nonzero(codes >= 0x300):
+                text = _LATIN.sub("", text)
         return text
 
     def _ngram_array(self, text: str) -> np.ndarray:
         """`_ngram_rows` as a numpy array, computed for all positions at once.
 
         Position k of the normalized text holds its 1-, 2- and 3-gram (with the text after two spaces, so grams
-        reaching before the start begin with a space, or two, which no table gram does); all three are looked up
-        in `_GramIndex`, and dropped where the character and the one before it are both capitals.
+        reaching before the start begin with a space, or two, which no table gram does). In a text of the Basic
+        Multilingual Plane, each character is normalized, and its 1-gram found, by indexing tables made once; the 2-
+        and 3-grams are looked up in `_GramIndex`. All three are dropped where the character and the one before it
+        are both capitals.
         """
         np = self._np
-        if text.isascii() or max(text) <= "\uffff":
-            text = text.translate(self._charmap)
-            upper = self._upper
-        else:  # characters beyond the BMP are normalized as they come, and their case looked up one by one
-            beyond = {ord(char): self._normalize(char) for char in set(text) if char > "\uffff"}
-            text = text.translate({**self._charmap, **beyond})
-            upper = None
         if not text:
             return np.empty(0, dtype=np.intp)
+        if text.isascii():
+            codes = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+        elif max(text) <= "\uffff":  # one UTF-16 unit per character (lone surrogates included)
+            codes = np.frombuffer(text.encode("utf-16-le", "surrogatepass"), dtype="<u2")
+        else:
+            return self._ngram_array_beyond(text)
+        size = len(text)
+        padded = np.empty(size + 2, dtype=np.uint64)
+        padded[:2] = 32  # two spaces
+        np.take(self._normalized, codes, out=padded[2:])
+        last = padded[2:]
+        keys = np.empty((2, size), dtype=np.uint64)
+        np.bitwise_or(padded[1:-1] << _GramIndex.BITS_PER_CHAR, last, out=keys[0])
+        np.bitwise_or(padded[:-2] << 2 * _GramIndex.BITS_PER_CHAR, keys[0], out=keys[1])
+        rows = np.empty((size, 3), dtype=np.intp)
+        np.take(self._one_row, codes, out=rows[:, 0])
+        rows[:, 1:] = self._grams.find(keys.ravel()).reshape(2, size).T
+        upper = self._normalized_upper[codes]
+        rows[1:][upper[1:] & upper[:-1]] = -1
+        rows = rows.ravel()
+        return rows[rows >= 0]
+
+    def _ngram_array_beyond(self, text: str) -> np.ndarray:
+        """`_ngram_array` for a text with characters beyond the BMP: those are normalized as they come, and every
+        character's case is looked up one by one."""
+        np = self._np
+        beyond = {ord(char): self._normalize(char) for char in set(text) if char > "\uffff"}
+        text = text.translate({**self._charmap, **beyond})
         codes = np.frombuffer(("  " + text).encode("utf-32-le"), dtype="<u4").astype(np.uint64)
         last = codes[2:]
         keys = np.empty((len(text), 3), dtype=np.uint64)
@@ -286,10 +340,7 @@ class _LanguageDetector:
         keys[:, 1] = (codes[1:-1] << _GramIndex.BITS_PER_CHAR) | last
         keys[:, 2] = (codes[:-2] << 2 * _GramIndex.BITS_PER_CHAR) | keys[:, 1]
         rows = self._grams.find(keys.ravel()).reshape(len(text), 3)
-        if upper is None:
-            upper = np.array([False] + [char.isupper() for char in text], dtype=bool)
-        else:
-            upper = upper[codes[1:].astype(np.intp)]
+        upper = np.array([False] + [char.isupper() for char in text], dtype=bool)
         rows[upper[1:] & upper[:-1]] = -1
         rows = rows.ravel()
         return rows[rows >= 0]
@@ -324,9 +375,10 @@ class _LanguageDetector:
 
         It stops as soon as the trials left could not change the answer (often after four of the seven).
         """
-        np, constants, trials = self._np, self._detector, self.TRIALS
+        constants, trials = self._detector, self.TRIALS
+        cutoff = constants.PROB_THRESHOLD
         draws = _RandomStream.draws(rows)
-        total = np.zeros(self._table.shape[1])
+        total = self._np.zeros(self._table.shape[1])  # the sum of the trials' probabilities (langdetect's, x trials)
         word, spare, guess = 0, 0.0, 12  # guess: how many checks a trial takes, to size the first computation
         for trial in range(trials):
             weight, word, spare = _trial_weight(constants, trial, word, spare)
@@ -334,19 +386,21 @@ class _LanguageDetector:
             if result is None:
                 return None
             last, checks, prob = result
-            total += prob / trials
-            second, best = np.partition(total, -2)[-2:]
-            # Settled early: the trials left add at most (trials left) / trials to any language, so a lead larger
-            # than that (above the cutoff) cannot be overtaken, and langdetect's answer is known without them.
-            if best - second > (trials - 1 - trial) / trials + self.RANKING_MARGIN and (
-                best > constants.PROB_THRESHOLD + self.RANKING_MARGIN
-            ):
-                return self._languages[int(total.argmax())]
+            total += prob
+            if trial >= (trials - 1) // 2:  # before, the leader has too little to be out of reach
+                second, best = sorted(total.tolist())[-2:]
+                best, second = best / trials, second / trials
+                # Settled early: the trials left add at most (trials left) / trials to any language, so a lead larger
+                # than that (above the cutoff) cannot be overtaken, and langdetect's answer is known without them.
+                if best - second > (trials - 1 - trial) / trials + self.RANKING_MARGIN and (
+                    best > cutoff + self.RANKING_MARGIN
+                ):
+                    return self._languages[int(total.argmax())]
             word = draws.word_after(last)
             guess = checks + 4
-        if best - second <= self.RANKING_MARGIN or abs(best - constants.PROB_THRESHOLD) <= self.RANKING_MARGIN:
+        if best - second <= self.RANKING_MARGIN or abs(best - cutoff) <= self.RANKING_MARGIN:
             return None
-        return self._languages[int(total.argmax())] if best > constants.PROB_THRESHOLD else "unknown"
+        return self._languages[int(total.argmax())] if best > cutoff else "unknown"
 
     def _fast_trial(self, draws: _Draws, first: int, weight: float, guess: int) -> tuple[int, int, np.ndarray] | None:
         """One trial from draw `first`: its last draw, its number of checks and its probabilities (None: undecided).
@@ -354,8 +408,10 @@ class _LanguageDetector:
         A trial's probabilities at draw i are its cumulative products of (weight + n-gram probability), normalized;
         their logs are cumulative sums. Five-draw block products (never below about 1e-23, so never subnormal) go
         through one `log`; the sums are normalized at each check (after draws 0, 5, 10, ...), and the trial stops at
-        the first check where the largest probability passes the threshold, or at the iteration limit. The checks
-        are computed `guess` at a time, then four times as many, each segment going on from the last one's sums.
+        the first check where the largest probability passes the threshold, or at the iteration limit. The first
+        block is the first draw alone (four factors of 1 before it). The checks are computed `guess` at a time,
+        then four times as many, each segment going on from the last one's sums; the tests run over each segment's
+        sums (a few numbers) in Python.
         A test within its margin of the threshold gives None, and so does a probability that falls below 1e-270 of
         the total (where the sequential loop may flush or round it) unless, bounded from above as if it never fell
         under 1e-290, it stays below 1e-100 until the trial ends.
@@ -363,54 +419,54 @@ class _LanguageDetector:
         np, constants = self._np, self._detector
         table, languages = self._table, self._table.shape[1]
         threshold, max_checks = constants.CONV_THRESHOLD, constants.ITERATION_LIMIT // 5
+        near = threshold - self.CONVERGENCE_MARGIN
+        barely = threshold + self.CONVERGENCE_MARGIN
         earlier: list[tuple[np.ndarray, np.ndarray]] = []  # (normalized log sums, totals) of the segments before
-        lowest = math.inf  # the smallest total before the current segment
+        least = math.inf  # the smallest normalized log sum so far
         offset = None  # the unnormalized log sums at the end of the segment before
-        computed, draw, count = 0, first, guess + 1  # checks computed, the next draw, checks in this segment
+        computed, start, count = 0, first, guess + 1  # checks computed, the segment's first block, its checks
         while True:
             count = min(count, max_checks + 1 - computed)
-            width = 5 * count - (4 if offset is None else 0)  # the first check comes after a single draw
-            factors = table[draws.take(draw, width)]
+            factors = table[draws.blocks(start, count)]
             factors += weight
             if offset is None:
-                logs = np.empty((count, languages))
-                logs[0] = factors[0]
-                np.multiply.reduce(factors[1:].reshape(count - 1, 5, languages), axis=1, out=logs[1:])
-            else:
-                logs = np.multiply.reduce(factors.reshape(count, 5, languages), axis=1)
+                factors[:4] = 1.0
+            logs = np.multiply.reduce(factors.reshape(count, 5, languages), axis=1)
             sums = np.add.accumulate(np.log(logs, out=logs), axis=0)  # ufunc methods: no Python wrapper
             if offset is not None:
                 sums += offset
-            offset = sums[-1].copy()
-            sums -= np.maximum.reduce(sums, axis=1, keepdims=True)
-            shares = np.exp(sums)
+            offset = sums[-1]
+            normal = sums - np.maximum.reduce(sums, axis=1, keepdims=True)
+            shares = np.exp(normal)
             totals = np.add.reduce(shares, axis=1)
-            done = totals * threshold < 1.0  # the largest probability, 1 / totals, above the threshold
-            if computed + count > max_checks:
-                done[-1] = True
-            stop = int(done.argmax())
-            if done[stop]:
+            end = count - 1 if computed + count > max_checks else count  # the check at the limit stops the trial
+            stop = -1
+            for k, value in enumerate(totals.tolist()):
+                if value * threshold < 1.0 or k == end:  # the largest probability, 1 / value, above the threshold
+                    stop = k
+                    break
+                if value * near < 1.0:  # not converged but nearly
+                    return None
+            if stop >= 0:
                 break
-            earlier.append((sums, totals))
-            lowest = min(lowest, float(np.minimum.reduce(totals)))
-            computed, draw, count = computed + count, draw + width, 4 * count
-        # A test within the margin: not converged but nearly (before the stop), converged but barely (at it).
-        if stop:
-            lowest = min(lowest, float(np.minimum.reduce(totals[:stop])))
-        if lowest * (threshold - self.CONVERGENCE_MARGIN) < 1.0:
+            earlier.append((normal, totals))
+            least = min(least, np.minimum.reduce(normal, axis=None).item())
+            computed, start, count = computed + count, start + 5 * count, 4 * count
+        if value * barely >= 1.0 and computed + stop < max_checks:  # converged but barely
             return None
-        if totals[stop] * (threshold + self.CONVERGENCE_MARGIN) >= 1.0 and computed + stop < max_checks:
-            return None
-        sums, totals = sums[: stop + 1], totals[: stop + 1]
-        least = min([float(np.minimum.reduce(s, axis=None)) for s, _ in earlier + [(sums, totals)]])
+        normal, totals = normal[: stop + 1], totals[: stop + 1]
+        checks = computed + stop
+        # Each draw moves two languages' log probabilities apart by at most log((1 + weight) / weight) (table
+        # probabilities are at most 1), so after few draws none can have fallen far: no need to look.
+        if weight <= 0.0 or (5 * checks + 1) * math.log1p(1.0 / weight) - math.log(languages) >= -self.LOG_NORMAL:
+            least = min(least, np.minimum.reduce(normal, axis=None).item())
         if least - math.log(languages) < self.LOG_NORMAL:
-            logp = np.concatenate([s for s, _ in earlier] + [sums])  # (each total is at most `languages`)
+            logp = np.concatenate([s for s, _ in earlier] + [normal])  # (each total is at most `languages`)
             logp -= np.log(np.concatenate([t for _, t in earlier] + [totals]))[:, None]
             fallen = np.minimum.accumulate(logp, axis=0) < self.LOG_NORMAL
             bound = logp + np.maximum(np.maximum.accumulate(self.LOG_FLOOR - logp, axis=0), 0.0)
             if (fallen & (bound >= self.LOG_NEGLIGIBLE)).any():
                 return None
-        checks = computed + stop
         return first + 5 * checks, checks, shares[stop] / totals[stop]
 
     def _scores(self, rows: list[int]) -> np.ndarray:
@@ -454,7 +510,8 @@ class _LanguageDetector:
 class _GramIndex:
     """langdetect's n-grams to their table rows, for many keys at once: a hash table with linear probing in numpy.
 
-    One probe is vectorized; the few keys that meet another key in their slot are looked up in a dict.
+    One probe is vectorized; the few keys whose slot holds another key and had to pass keys on are looked up in a
+    dict.
 
     A gram's key packs its characters' code points, 21 bits each (the BMP only is looked up this way); 1-, 2- and
     3-gram keys cannot collide, since no gram starts with U+0000 (langdetect normalizes it to a space).
@@ -489,6 +546,10 @@ class _GramIndex:
             keep[free[first]] = False
             pending = pending[keep]
             slots[pending] = (slots[pending] + 1) & self._mask
+        # The slots whose keys did not all find room in them: only there may a key be further on.
+        self._displaced = np.zeros(1 << self.BITS, dtype=bool)
+        home = self._slots(keys)
+        self._displaced[home[self._keys[home] != keys]] = True
 
     @classmethod
     def key(cls, gram: str) -> int:
@@ -506,8 +567,9 @@ class _GramIndex:
         slots = self._slots(keys)
         stored = self._keys[slots]
         found = self._rows[slots]  # right where the key is in its own slot, and -1 where that slot is empty
-        found[stored != keys] = -1
-        rest = self._np.flatnonzero((stored != keys) & (stored != self.EMPTY))  # the key may be further on
+        missed = stored != keys
+        found[missed] = -1
+        rest = self._np.flatnonzero(missed & self._displaced[slots])  # the key may be further on
         if len(rest):
             found[rest] = list(map(self._row_of.get, keys[rest].tolist(), itertools.repeat(-1)))
         return found
@@ -537,7 +599,7 @@ class _RandomStream:
     """
 
     SEED = 0
-    CHUNK = 4096  # outputs scanned at a time for one text's draws
+    CHUNK = 1024  # outputs scanned at a time for one text's draws
     _words: ClassVar[list[int]] = []
     _array: ClassVar[Any] = None
 
@@ -572,7 +634,13 @@ class _RandomStream:
 
 
 class _Draws:
-    """For one sequence: the output positions where `random.choice` accepts a draw, and the elements drawn."""
+    """For one sequence: the output positions where `random.choice` accepts a draw, and the elements drawn.
+
+    The elements are kept after `PAD` placeholders, so that the blocks of five draws that end at each check (the
+    first one reaching back before the first draw) are one slice.
+    """
+
+    PAD = 4
 
     def __init__(self, stream: type[_RandomStream], picks: Any) -> None:
         import numpy as np
@@ -582,7 +650,7 @@ class _Draws:
         self._shift = 32 - self._size.bit_length()
         self._scanned = 0
         self._positions = np.empty(0, dtype=np.int64)
-        self._chosen = np.empty(0, dtype=np.intp)
+        self._chosen = np.zeros(self.PAD, dtype=picks.dtype)
 
     def _scan(self) -> None:
         """Scan the next chunk of outputs."""
@@ -595,26 +663,28 @@ class _Draws:
         self._chosen = np.concatenate((self._chosen, self._picks[values[accepted]]))
         self._scanned = stop
 
+    def _scan_to(self, draws: int) -> None:
+        """Scan until at least `draws` draws are known."""
+        while draws > len(self._positions):
+            self._scan()
+
     def from_word(self, word: int, count: int) -> tuple[int, Any]:
         """The index of the first draw at or after output `word`, and the elements of the next `count` draws."""
-        np = self._np
-        while True:
-            first = int(np.searchsorted(self._positions, word))
-            if first + count <= len(self._positions):
-                return first, self._chosen[first : first + count]
-            self._scan()
+        first = self.first_from(word)
+        self._scan_to(first + count)
+        return first, self._chosen[self.PAD + first : self.PAD + first + count]
 
     def first_from(self, word: int) -> int:
         """The index of the first draw at or after output `word`."""
         while not len(self._positions) or self._positions[-1] < word:
             self._scan()
-        return int(self._np.searchsorted(self._positions, word))
+        return int(self._positions.searchsorted(word))
 
-    def take(self, first: int, count: int) -> Any:
-        """The elements of draws `first` to `first + count - 1`."""
-        while first + count > len(self._positions):
-            self._scan()
-        return self._chosen[first : first + count]
+    def blocks(self, first: int, count: int) -> Any:
+        """The elements of draws `first - 4` to `first + 5 * count - 5`, placeholders before draw 0 (`count`
+        blocks of five, each ending at the check after draw `first + 5 * k`)."""
+        self._scan_to(first + 5 * count - self.PAD)
+        return self._chosen[first : first + 5 * count]
 
     def word_after(self, draw: int) -> int:
         """The output position right after draw number `draw`."""

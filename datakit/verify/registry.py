@@ -156,16 +156,23 @@ def check(
     mode: Mode = "strict",
 ) -> bool:
     """Whether `response` satisfies one `response`- or `input`-scope constraint in the given mode."""
-    constraint = Constraint.from_value(constraint)
-    found = get_verifier(constraint.id)
+    # A plain `{"id": str, "kwargs": dict}` (what rows carry) is read as it is, without a `Constraint` in between.
+    if type(constraint) is dict and type(constraint.get("id")) is str and type(constraint.get("kwargs", {})) is dict:
+        constraint_id, raw = constraint["id"], constraint.get("kwargs", {})
+    else:
+        parsed = Constraint.from_value(constraint)
+        constraint_id, raw = parsed.id, parsed.kwargs
+    found = _REGISTRY.get(constraint_id) if _loaded else None
+    if found is None:
+        found = get_verifier(constraint_id)
     if found.scope == "multi":
-        raise UsageError(f"constraint {constraint.id!r} compares several answers; use check_group")
-    kwargs = _arguments(found, constraint)
+        raise UsageError(f"constraint {constraint_id!r} compares several answers; use check_group")
+    kwargs = _kwargs(found, constraint_id, raw)
     if found.needs_prompt:
         kwargs["prompt"] = prompt
     if found.scope == "input":
         if source is None:
-            raise UsageError(f"constraint {constraint.id!r} needs the input text it checks against (source)")
+            raise UsageError(f"constraint {constraint_id!r} needs the input text it checks against (source)")
         kwargs["source"] = source
     if not isinstance(response, str) or not response.strip():
         return False
@@ -201,11 +208,23 @@ def check_group(constraints: Sequence[Constraint | Mapping[str, Any]], responses
 
 def _arguments(found: Verifier, constraint: Constraint) -> dict[str, Any]:
     """The constraint's kwargs as the verifier takes them; unknown names are a clear error, nulls are dropped."""
-    kwargs = {k: v for k, v in constraint.kwargs.items() if v is not None}
-    unknown = sorted(set(kwargs) - set(found.arguments))
-    if unknown:
+    return _kwargs(found, constraint.id, constraint.kwargs)
+
+
+_ARGUMENT_SETS: dict[str, tuple[Verifier, frozenset[str]]] = {}  # by id: the verifier and its `arguments` as a set
+
+
+def _kwargs(found: Verifier, constraint_id: str, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """`_arguments` from a constraint's id and kwargs."""
+    kwargs = {k: v for k, v in raw.items() if v is not None}
+    known = _ARGUMENT_SETS.get(found.id)
+    if known is None or known[0] is not found:
+        known = _ARGUMENT_SETS[found.id] = (found, frozenset(found.arguments))
+    allowed = known[1]
+    if not kwargs.keys() <= allowed:
+        unknown = sorted(kwargs.keys() - allowed)
         raise UsageError(
-            f"constraint {constraint.id!r} takes {', '.join(found.arguments) or 'no arguments'}; "
+            f"constraint {constraint_id!r} takes {', '.join(found.arguments) or 'no arguments'}; "
             f"got unknown {', '.join(unknown)}"
         )
     return kwargs

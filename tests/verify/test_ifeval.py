@@ -531,6 +531,59 @@ def test_treebank_word_tokens(text, tokens):
     assert T.count_upper_words(text) == sum(token.isupper() for token in tokens)
 
 
+def test_ascii_word_count_matches_the_regex():
+    import regex
+
+    rnd = random.Random(3)
+    chars = "abcXYZ019_ -.,'!\t\n\x0b\x0c\x1c~"
+    texts = ["".join(rnd.choice(chars) for _ in range(rnd.randint(0, 40))) for _ in range(2000)]
+    texts += [r["response"] for r in fixture_rows()]
+    for text in texts:
+        assert T.count_words(text) == len(regex.findall(r"\w+", text)), text[:80]
+
+
+def _general_context_breaks(context: str) -> bool:
+    """`_context_breaks` by tokens alone (the path that handles every context)."""
+    tokens = [token for line in context.split("\n") for token in T._TOKEN.findall(line)]
+    kinds = [T._first_pass(token) for token in tokens]
+    return any(T._breaks_before(tokens[i], kinds[i], tokens[i + 1], kinds[i + 1]) for i in range(len(tokens) - 1))
+
+
+def test_the_common_sentence_context_shortcut_agrees_with_the_tokens():
+    words = ["it", "Inc", "inc", "Mr", "dr", "etc", "vs", "US", "Jan", "ok", "ab", "end", "St", "Co", "sept"]
+    following = ["The", "the", "However", "however", "Some", "Paris", "I", "In", "in", "This", "x", "But"]
+    contexts = [f"{w}.{space}{n}" for w in words for n in following for space in (" ", "\n\n", " \t ")]
+    for context in contexts:
+        assert T._SIMPLE_CONTEXT.fullmatch(context), context
+        assert T._context_breaks(context) == _general_context_breaks(context), context
+    rnd = random.Random(4)
+    for _ in range(3000):  # after `?` or `!` a sentence always ends, whatever surrounds the mark
+        word = "".join(rnd.choice("aB.1(\"'-") for _ in range(rnd.randint(0, 4)))
+        after = rnd.choice([" ", "\n", "  ", ")", '"', "'", "?", "!"])
+        nxt = "".join(rnd.choice("aB.1)\"?!-") for _ in range(rnd.randint(1, 4)))
+        text = f"{word}{rnd.choice('?!')}{after}{nxt}"
+        for match, start in T._candidates(text):
+            if match.group() != ".":
+                end = match.end(1) if match.group(1) is not None else match.end() + 1
+                assert _general_context_breaks(text[start:end]), text
+
+
+@pytest.mark.parametrize(
+    "response", ["Kelvin \u212a and long \u017fun here", "plain ascii Sun and SKY", "caf\u00e9 sun"]
+)
+def test_keyword_checks_match_their_regular_expressions_on_any_text(response):
+    import re
+
+    for word in ("sun", "SKY", "k", "un", "s", "caf\u00e9", "here and"):
+        pattern = re.compile(re.escape(word), re.IGNORECASE)
+        whole = re.compile(rf"\b{re.escape(word)}\b", re.IGNORECASE)
+        assert run("keywords:existence", response, keywords=[word]) == bool(pattern.search(response))
+        assert run("keywords:forbidden_words", response, forbidden_words=[word]) == (not whole.search(response))
+        for relation in ("less than", "at least"):
+            expected = ifeval.RELATIONS[relation](len(pattern.findall(response)), 2)
+            assert run("keywords:frequency", response, keyword=word, frequency=2, relation=relation) == expected
+
+
 # --- the live reference checker ----------------------------------------------------------------------------------
 
 
