@@ -214,6 +214,8 @@ class _LanguageDetector:
     LOG_NORMAL = math.log(1e-270)  # above this (relative to the sum), no product in a five-draw block is subnormal
     LOG_FLOOR = math.log(1e-290)  # subnormal rounding adds less than this per block to a normalized probability
     LOG_NEGLIGIBLE = math.log(1e-100)  # a probability bounded below this cannot move any decision
+    LOG_SHARE = -700.0  # the least normalized log probability a trial's shares are computed from (see `_fast_trial`)
+    STAIRS = 24  # segments of up to this many checks sum their logs by a matrix product (longer: a running sum)
 
     def __init__(self) -> None:
         import numpy as np
@@ -251,6 +253,31 @@ class _LanguageDetector:
                 ones[ord(gram)] = row
         self._one_row = ones[normalized.astype(np.intp)]
         self._normalized_upper = self._upper[normalized.astype(np.intp)]
+        # ASCII normalizes to 53 symbols (the space and the letters), so every position of an ASCII text, with the
+        # two characters before it, is one of 53**3 contexts: a table of those gives its three rows at once (-1
+        # where a gram is not in the profiles, all three -1 where the character and the one before are capitals).
+        symbols = sorted(set(normalized[:128].tolist()))
+        size = len(symbols)
+        index = {code: k for k, code in enumerate(symbols)}
+        self._ascii_symbol = np.array([index[code] for code in normalized[:128].tolist()], dtype=np.intp)
+        self._ascii_space = index[ord(" ")]
+        self._ascii_size = size
+        context = np.array(symbols, dtype=np.uint64)[np.indices((size, size, size)).reshape(3, -1)]
+        two = context[1] << _GramIndex.BITS_PER_CHAR | context[2]
+        three = context[0] << 2 * _GramIndex.BITS_PER_CHAR | two
+        dense = np.stack(
+            [self._one_row[context[2].astype(np.intp)], self._grams.find(two), self._grams.find(three)], axis=1
+        )
+        upper = self._upper[context.astype(np.intp)]
+        dense[upper[1] & upper[2]] = -1
+        self._ascii_rows = dense
+        # For short segments of a trial, the sums of log-factors up to each check are one product with a matrix of
+        # ones below a staircase (row k: the draws up to check k); the first segment's leaves out the four draws
+        # before its first one.
+        stairs = np.arange(5 * self.STAIRS) < 5 * np.arange(1, self.STAIRS + 1)[:, None]
+        first_stairs = stairs.copy()
+        first_stairs[:, :4] = False
+        self._stairs = (stairs.astype(np.float64), first_stairs.astype(np.float64))
 
     def detect(self, text: str) -> str | None:
         """The most probable language of `text`, or None where langdetect raises (no usable n-grams)."""
@@ -300,14 +327,22 @@ class _LanguageDetector:
         reaching before the start begin with a space, or two, which no table gram does). In a text of the Basic
         Multilingual Plane, each character is normalized, and its 1-gram found, by indexing tables made once; the 2-
         and 3-grams are looked up in `_GramIndex`. All three are dropped where the character and the one before it
-        are both capitals.
+        are both capitals. An ASCII text needs no lookup at all: its positions index the table of ASCII contexts.
         """
         np = self._np
         if not text:
             return np.empty(0, dtype=np.intp)
         if text.isascii():
-            codes = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
-        elif max(text) <= "\uffff":  # one UTF-16 unit per character (lone surrogates included)
+            size = self._ascii_size
+            padded = np.empty(len(text) + 2, dtype=np.intp)
+            padded[:2] = self._ascii_space
+            np.take(self._ascii_symbol, np.frombuffer(text.encode("ascii"), dtype=np.uint8), out=padded[2:])
+            keys = padded[:-2] * (size * size)
+            keys += padded[1:-1] * size
+            keys += padded[2:]
+            rows = self._ascii_rows.take(keys, axis=0).ravel()
+            return rows[rows >= 0]
+        if max(text) <= "\uffff":  # one UTF-16 unit per character (lone surrogates included)
             codes = np.frombuffer(text.encode("utf-16-le", "surrogatepass"), dtype="<u2")
         else:
             return self._ngram_array_beyond(text)
@@ -406,12 +441,13 @@ class _LanguageDetector:
         """One trial from draw `first`: its last draw, its number of checks and its probabilities (None: undecided).
 
         A trial's probabilities at draw i are its cumulative products of (weight + n-gram probability), normalized;
-        their logs are cumulative sums. Five-draw block products (never below about 1e-23, so never subnormal) go
-        through one `log`; the sums are normalized at each check (after draws 0, 5, 10, ...), and the trial stops at
-        the first check where the largest probability passes the threshold, or at the iteration limit. The first
-        block is the first draw alone (four factors of 1 before it). The checks are computed `guess` at a time,
-        then four times as many, each segment going on from the last one's sums; the tests run over each segment's
-        sums (a few numbers) in Python.
+        their logs are cumulative sums: in a short segment, of every factor's log, summed up to each check by one
+        matrix product; in a long one, of five-draw block products (never below about 1e-23, so never subnormal), one
+        `log` each, and a running sum. The sums are normalized at each check (after draws 0, 5, 10, ...), and the
+        trial stops at the first check where the largest probability passes the threshold, or at the iteration limit.
+        The first block is the first draw alone (four factors of 1 before it). The checks are computed `guess` at a
+        time, then four times as many, each segment going on from the last one's sums; the tests run over each
+        segment's sums (a few numbers) in Python.
         A test within its margin of the threshold gives None, and so does a probability that falls below 1e-270 of
         the total (where the sequential loop may flush or round it) unless, bounded from above as if it never fell
         under 1e-290, it stays below 1e-100 until the trial ends.
@@ -427,17 +463,24 @@ class _LanguageDetector:
         computed, start, count = 0, first, guess + 1  # checks computed, the segment's first block, its checks
         while True:
             count = min(count, max_checks + 1 - computed)
-            factors = table[draws.blocks(start, count)]
+            factors = table.take(draws.blocks(start, count), axis=0)
             factors += weight
-            if offset is None:
-                factors[:4] = 1.0
-            logs = np.multiply.reduce(factors.reshape(count, 5, languages), axis=1)
-            sums = np.add.accumulate(np.log(logs, out=logs), axis=0)  # ufunc methods: no Python wrapper
+            if count <= self.STAIRS and weight > 0.0:  # every factor's log, summed up to each check at once
+                stairs = self._stairs[offset is None]
+                sums = stairs[:count, : 5 * count] @ np.log(factors, out=factors)
+            else:
+                if offset is None:
+                    factors[:4] = 1.0
+                logs = np.multiply.reduce(factors.reshape(count, 5, languages), axis=1)
+                sums = np.add.accumulate(np.log(logs, out=logs), axis=0)  # ufunc methods: no Python wrapper
             if offset is not None:
                 sums += offset
             offset = sums[-1]
             normal = sums - np.maximum.reduce(sums, axis=1, keepdims=True)
-            shares = np.exp(normal)
+            # Raised to LOG_SHARE first: `exp` is many times slower where its result is subnormal or zero, and a
+            # share below 1e-304 moves no total or probability by anything a decision could see.
+            shares = np.maximum(normal, self.LOG_SHARE)
+            np.exp(shares, out=shares)
             totals = np.add.reduce(shares, axis=1)
             end = count - 1 if computed + count > max_checks else count  # the check at the limit stops the trial
             stop = -1

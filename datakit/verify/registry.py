@@ -18,7 +18,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -176,8 +176,32 @@ def check(
         kwargs["source"] = source
     if not isinstance(response, str) or not response.strip():
         return False
-    candidates = [response] if mode == "strict" else loose_variants(response)
-    return any(candidate.strip() and bool(found.check(candidate, **kwargs)) for candidate in candidates)
+    if mode == "strict":
+        return bool(found.check(response, **kwargs))
+    return any(bool(found.check(candidate, **kwargs)) for candidate in _distinct_variants(response))
+
+
+def _distinct_variants(response: str) -> Iterator[str]:
+    """The non-blank texts of `loose_variants`, in its order, each once and made only when asked for.
+
+    The checks are pure, so a text that repeats an earlier variant (as the `*`-less ones do where the response has
+    no `*`) would only repeat its verdict; and a response that passes as it is costs no variant at all.
+    """
+    yield response
+    kept = [response]
+    lines = response.split("\n")
+    if len(lines) > 1:
+        for variant in ("\n".join(lines[1:]).strip(), "\n".join(lines[:-1]).strip(), "\n".join(lines[1:-1]).strip()):
+            if variant.strip() and variant not in kept:
+                kept.append(variant)
+                yield variant
+    if "*" in response:
+        starless: list[str] = []
+        for text in kept:
+            variant = text.replace("*", "")
+            if variant.strip() and variant not in kept and variant not in starless:
+                starless.append(variant)
+                yield variant
 
 
 def check_group(constraints: Sequence[Constraint | Mapping[str, Any]], responses: Sequence[str]) -> list[bool]:

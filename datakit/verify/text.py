@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 # The `regex` engine, not `re`: NLTK matches with it, and its `\w` and `\s` differ from `re`'s on some scripts
 # (combining marks are word characters), which changes word counts in Hindi or Tamil.
@@ -142,19 +143,42 @@ def _breaks_before(token: str, kind: int, following: str, following_kind: int) -
     return kind == _BREAK
 
 
-# The most common context: a word of two or more ASCII letters, a period, ASCII whitespace and a word of letters.
-# Punkt's tokens there are the word with its period and the next word, and only their pair can break.
-_SIMPLE_CONTEXT = re.compile(r"([A-Za-z]{2,})\.[ \t\n\r\x0b\x0c]+([A-Za-z]+)")
+# The most common contexts, decided without tokenizing: a word of two or more ASCII letters (or a number) with its
+# period, then ASCII whitespace and a word of letters whose token ends there or at a character that cannot be inside
+# a word (`However,`, `It's`, `Note:`), with no further end mark; or the word with its period and a glued closing
+# character (`said."`). Punkt's tokens there are the word with its period, the next word and punctuation, and only
+# the first pair can break.
+_NON_WORD_NOR_END = rf"[)\";}}\]*:@'({{\[{_QUOTES}]"  # `_NON_WORD` less `?` and `!`
+_SIMPLE_CONTEXT = re.compile(
+    rf"(?:([A-Za-z]{{2,}})|(\d+))\.(?:[ \t\n\r\x0b\x0c]+([A-Za-z]+)(?:,|{_NON_WORD_NOR_END}[^.?!]*)?|({_NON_WORD}))"
+)
+
+
+# A context that starts with a word of two or more ASCII letters and its period (a token of its own): unless the word
+# is an abbreviation, Punkt breaks there whatever token follows (a context always ends with one).
+_WORD_PERIOD = re.compile(rf"([A-Za-z]{{2,}})\.(?=[ \t\n\r\x0b\x0c]|{_NON_WORD})")
 
 
 def _context_breaks(context: str) -> bool:
     """Whether a candidate context (previous word, end mark, next token) holds a sentence break before its end."""
+    word = _WORD_PERIOD.match(context)
+    if word is not None and word.group(1).lower() not in ABBREVIATIONS:
+        return True
     simple = _SIMPLE_CONTEXT.fullmatch(context)
-    if simple is not None:  # `_breaks_before` on its two tokens, spelled out
-        word, following = simple.groups()
+    if simple is not None:  # `_breaks_before` on its first two tokens, spelled out
+        word, number, following, glued = simple.groups()
+        if word is None:  # a number: continued by punctuation, a lowercase word or one of its collocations
+            if following is None:
+                return glued not in _PUNCTUATION_TOKENS
+            return not (following[0].islower() or following.lower() in _NUMBER_COLLOCATIONS)
         if word.lower() not in ABBREVIATIONS:
             return True
-        return following[0].isupper() and following.lower() in SENTENCE_STARTERS
+        return following is not None and following[0].isupper() and following.lower() in SENTENCE_STARTERS
+    return _context_breaks_by_tokens(context)
+
+
+def _context_breaks_by_tokens(context: str) -> bool:
+    """`_context_breaks` by Punkt's tokens and its second pass over each pair of them (any context)."""
     tokens = [token for line in context.split("\n") for token in _TOKEN.findall(line)]
     kinds = [_first_pass(token) for token in tokens]
     return any(_breaks_before(tokens[i], kinds[i], tokens[i + 1], kinds[i + 1]) for i in range(len(tokens) - 1))
@@ -325,18 +349,40 @@ _CLOSING_QUOTES = [
 del _pattern, _found
 
 
+def _tested(rules: list[_Rule]) -> list[tuple[regex.Pattern[str], Any, str | None, Callable[[str], Any] | None]]:
+    """The rules with their triggers as tests: a string looked for with `in` (one trigger, or a lowercased word,
+    marked by a leading NUL), else one `re` search for any of several triggers (None: no test)."""
+    tested = []
+    for pattern, replacement, needs in rules:
+        single = needs[0] if len(needs) == 1 else None
+        search = re.compile("|".join(map(re.escape, needs))).search if len(needs) > 1 else None
+        tested.append((pattern, replacement, single, search))
+    return tested
+
+
+_TREEBANK_TESTED = _tested(_TREEBANK)
+_CLOSING_QUOTES_TESTED = _tested(_CLOSING_QUOTES)
+
+
 def _treebank_tokens(sentence: str) -> list[str]:
     """One sentence split into Penn Treebank tokens (NLTK's improved Treebank tokenizer, without its span logic)."""
-    for pattern, replacement, needs in _TREEBANK:
-        if not needs or any(need in sentence for need in needs):
-            sentence = pattern.sub(replacement, sentence)
+    for pattern, replacement, single, search in _TREEBANK_TESTED:
+        if single is not None:
+            if single not in sentence:
+                continue
+        elif search is not None and search(sentence) is None:
+            continue
+        sentence = pattern.sub(replacement, sentence)
     sentence = f" {sentence} "
     lower = sentence.lower() if sentence.isascii() else None  # the word rules only insert spaces: lowercased once
-    for pattern, replacement, needs in _CLOSING_QUOTES:
-        if needs and needs[0][0] == "\0":
-            if lower is not None and needs[0][1:] not in lower:
+    for pattern, replacement, single, search in _CLOSING_QUOTES_TESTED:
+        if single is not None:
+            if single[0] == "\0":
+                if lower is not None and single[1:] not in lower:
+                    continue
+            elif single not in sentence:
                 continue
-        elif needs and not any(need in sentence for need in needs):
+        elif search is not None and search(sentence) is None:
             continue
         sentence = pattern.sub(replacement, sentence)
     return sentence.split()

@@ -568,6 +568,55 @@ def test_the_common_sentence_context_shortcut_agrees_with_the_tokens():
                 assert _general_context_breaks(text[start:end]), text
 
 
+def _period_contexts(text: str) -> list[str]:
+    """The contexts the sentence splitter decides on in `text` (candidates ending in a period)."""
+    contexts = []
+    for match, start in T._candidates(text):
+        if match.group() == ".":
+            contexts.append(text[start : match.end(1) if match.group(1) is not None else match.end() + 1])
+    return contexts
+
+
+def test_the_sentence_context_shortcuts_agree_with_the_tokens_on_real_and_varied_texts():
+    contexts = [c for r in fixture_rows()[::2] for v in loose_variants(r["response"]) for c in _period_contexts(v)]
+    rnd = random.Random(5)
+    words = ["Dr", "mr", "inc", "Inc", "The", "said", "However", "12", "3", "review", "Review", "It", "vs", "e.g",
+             "U.S", "dividend", "a", "x-ray", "(see", "**Note", "end"]
+    nexts = ["The", "the", "However,", "It's", "it\u2019s", "Note:", "9.", "(Aa)", "***", "-", "##", "?x", "a!",
+             "x.y", "Some", "review", "Dividend", "\"Quoted\"", "[link]:", "A.", "I", "x,y", "Hi--there", "ok...", ""]
+    for _ in range(6000):
+        glue = rnd.choice([" ", "\n", "\n\n", "  \n ", ")", '"', "\u201d", "?", ":", ""])
+        text = f"{rnd.choice(words)}.{glue}{rnd.choice(nexts)}{rnd.choice(['', ' tail', '.', '!'])}"
+        contexts += _period_contexts(text)
+    shortcut = 0
+    for context in contexts:
+        assert T._context_breaks(context) == _general_context_breaks(context), context
+        shortcut += T._WORD_PERIOD.match(context) is not None or T._SIMPLE_CONTEXT.fullmatch(context) is not None
+    assert len(contexts) > 10_000 and shortcut > len(contexts) // 2
+
+
+def test_the_ascii_context_table_gives_the_sequential_ngram_rows():
+    detector = ifeval._language_detector()
+    rnd = random.Random(6)
+    every = "".join(map(chr, range(128)))
+    texts = ["".join(rnd.choice(every) for _ in range(rnd.randint(1, 60))) for _ in range(1500)]
+    texts += ["".join(rnd.choice("AB ab.CD'Z\n") for _ in range(rnd.randint(1, 60))) for _ in range(1500)]
+    texts += [every, every[::-1], "A", "AB", " AB", "I AM HERE. OK?"]
+    for text in texts:
+        assert text.isascii()
+        assert detector._ngram_array(text).tolist() == detector._ngram_rows(text), repr(text)
+
+
+def test_loose_mode_checks_each_distinct_variant_once_in_order():
+    from datakit.verify.registry import _distinct_variants
+
+    responses = [r["response"] for r in fixture_rows()]
+    responses += ["one line", "*a*\n**\nb*", "x\n*\nx", "**\nbody\n**", "a\na", "*\n*x*\n*", " \n*y\n "]
+    for response in responses:
+        expected = list(dict.fromkeys(v for v in loose_variants(response) if v.strip()))
+        assert list(_distinct_variants(response)) == expected, response[:80]
+
+
 @pytest.mark.parametrize(
     "response", ["Kelvin \u212a and long \u017fun here", "plain ascii Sun and SKY", "caf\u00e9 sun"]
 )
