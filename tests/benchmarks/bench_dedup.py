@@ -48,13 +48,13 @@ and hashing their bytes.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -232,39 +232,31 @@ def run_datasketch(texts: list[str], threshold: float, num_perm: int, bands: int
     return Outcome("datasketch", dropped, seconds, candidates, verified)
 
 
-def run_recipe(texts: list[str], threshold: float, num_perm: int, bands: int, rows: int, seed: int,
-               work: Path) -> tuple[np.ndarray, float]:
-    """The minhash_dedup step in a recipe; returns the kept document indices and the run's seconds."""
+def run_dedup_recipe(texts: list[str], work: Path, step: str, options: dict, *, shard_rows: int,
+                     models: dict | None = None) -> tuple[Any, np.ndarray, float]:
+    """Run read Parquet -> `step` (with `options`) -> write Parquet over `texts` in `work`; the run result, the kept
+    document indices and the run's seconds."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+    import yaml
 
     from datakit.pipeline import run
 
     source = work / "docs.parquet"
     pq.write_table(pa.table({"id": np.arange(len(texts)), "text": texts}), source)
-    recipe = work / "dedup.yaml"
-    options = {"threshold": threshold, "num_perm": num_perm, "bands": bands, "rows": rows, "seed": seed}
-    recipe.write_text(f"""\
-name: bench-dedup
-output: {json.dumps(str(work / "run"))}
-shard_rows: 10000
-steps:
-  - id: read
-    uses: read
-    with: {{path: {json.dumps(str(source))}}}
-  - id: near
-    uses: minhash_dedup
-    with: {json.dumps(options)}
-  - id: write
-    uses: write
-    with: {{path: {json.dumps(str(work / "out"))}, format: parquet}}
-""", encoding="utf-8")
+    recipe = work / "bench.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "name": f"bench-{step}", "output": str(work / "run"), "shard_rows": shard_rows, "models": models or {},
+        "steps": [{"id": "read", "uses": "read", "with": {"path": str(source)}},
+                  {"id": "dedup", "uses": step, "with": options},
+                  {"id": "write", "uses": "write", "with": {"path": str(work / "out"), "format": "parquet"}}],
+    }, sort_keys=False), encoding="utf-8")
     started = time.perf_counter()
     result = run(recipe, [], progress=False)
     seconds = time.perf_counter() - started
     files = sorted(result.output().glob("*.parquet"))
     kept = np.concatenate([pq.read_table(f, columns=["id"]).column("id").to_numpy() for f in files])
-    return np.sort(kept), seconds
+    return result, np.sort(kept), seconds
 
 
 def scores(flagged: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
@@ -306,8 +298,9 @@ def minhash_section(corpus: Corpus, args: argparse.Namespace) -> bool:
     recipe_ok = True
     if not args.no_recipe:
         with tempfile.TemporaryDirectory() as tmp:
-            kept, seconds = run_recipe(corpus.texts, args.threshold, args.num_perm, bands, rows, args.seed,
-                                       Path(tmp))
+            options = {"threshold": args.threshold, "num_perm": args.num_perm, "bands": bands, "rows": rows,
+                       "seed": args.seed}
+            _, kept, seconds = run_dedup_recipe(corpus.texts, Path(tmp), "minhash_dedup", options, shard_rows=10_000)
         recipe_ok = np.array_equal(kept, np.flatnonzero(~ours.dropped))
         print(f"  minhash_dedup in a recipe (read, dedup, write): {n / seconds:,.0f} docs/s ({seconds:.2f} s), "
               f"keeps {'the same' if recipe_ok else 'DIFFERENT'} documents")
@@ -327,12 +320,9 @@ def semantic_section(corpus: Corpus, args: argparse.Namespace) -> bool:
     nothing here compares it with another system. True unless the run fails."""
     if args.semantic_docs <= 0:
         return True
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from datakit import testing
     from datakit.errors import EngineError
-    from datakit.pipeline import run
 
     try:
         model = testing.minilm_path()
@@ -341,31 +331,10 @@ def semantic_section(corpus: Corpus, args: argparse.Namespace) -> bool:
         return True
     texts = corpus.texts[: args.semantic_docs]
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        source = work / "docs.parquet"
-        pq.write_table(pa.table({"id": np.arange(len(texts)), "text": texts}), source)
-        recipe = work / "semantic.yaml"
-        recipe.write_text(f"""\
-name: bench-semantic
-output: {json.dumps(str(work / "run"))}
-shard_rows: 1000
-models:
-  embedder: {{path: {json.dumps(str(model))}}}
-steps:
-  - id: read
-    uses: read
-    with: {{path: {json.dumps(str(source))}}}
-  - id: semantic
-    uses: semantic_dedup
-    with: {{model: embedder, threshold: 0.95}}
-  - id: write
-    uses: write
-    with: {{path: {json.dumps(str(work / "out"))}, format: parquet}}
-""", encoding="utf-8")
-        started = time.perf_counter()
-        result = run(recipe, [], progress=False)
-        seconds = time.perf_counter() - started
-    step = next(s for s in result.summary["steps"] if s["id"] == "semantic")
+        result, _, seconds = run_dedup_recipe(texts, Path(tmp), "semantic_dedup",
+                                              {"model": "embedder", "threshold": 0.95}, shard_rows=1000,
+                                              models={"embedder": {"path": str(model)}})
+    step = next(s for s in result.summary["steps"] if s["id"] == "dedup")
     embed = float(step["metrics"].get("embed_seconds", 0.0))
     print(f"semantic dedup (all-MiniLM-L6-v2, threshold 0.95, {len(texts):,} documents): "
           f"{len(texts) / seconds:,.0f} rows/s end to end ({seconds:.1f} s, of which embedding {embed:.1f} s); "
